@@ -1,0 +1,338 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/stateguard/stateguard/config"
+)
+
+// Deployment judges a Deployment write. old is the stored object on UPDATE.
+func (e *Engine) Deployment(ctx context.Context, op admissionv1.Operation, dep, old *appsv1.Deployment, lk Lookup) (Verdict, error) {
+	if !judged(op) {
+		return Verdict{}, nil
+	}
+	judge := func(d *appsv1.Deployment) ([]violation, error) {
+		b, err := deploymentBound(ctx, d, replicasOf(d), nil, lk)
+		if err != nil {
+			return nil, err
+		}
+		return e.deploymentViolations(ctx, d, b, lk)
+	}
+	vs, err := judge(dep)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var oldVs []violation
+	if len(vs) > 0 && op == admissionv1.Update && old != nil {
+		if oldVs, err = judge(old); err != nil {
+			return Verdict{}, err
+		}
+	}
+	return e.resolve(ctx, "Deployment", dep, vs, oldVs, lk)
+}
+
+// Scale judges a write of a Deployment's scale subresource: dep is the
+// stored Deployment, whose own replica count is what an UPDATE changes.
+func (e *Engine) Scale(ctx context.Context, op admissionv1.Operation, scale *autoscalingv1.Scale, dep *appsv1.Deployment, lk Lookup) (Verdict, error) {
+	if !judged(op) || dep == nil {
+		return Verdict{}, nil
+	}
+	b, err := deploymentBound(ctx, dep, scale.Spec.Replicas, nil, lk)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if b.source == sourceReplicas {
+		b.source = sourceScale
+	}
+	vs, err := e.sharedClaims(ctx, dep, b, "spec.replicas", lk)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var oldVs []violation
+	if len(vs) > 0 {
+		oldBound, err := deploymentBound(ctx, dep, replicasOf(dep), nil, lk)
+		if err != nil {
+			return Verdict{}, err
+		}
+		if oldVs, err = e.sharedClaims(ctx, dep, oldBound, "spec.replicas", lk); err != nil {
+			return Verdict{}, err
+		}
+	}
+	return e.resolve(ctx, "Deployment", dep, vs, oldVs, lk)
+}
+
+// HorizontalPodAutoscaler judges an HPA write that targets a Deployment:
+// its maxReplicas raises the Deployment's replica bound.
+func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, op admissionv1.Operation, hpa, old *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (Verdict, error) {
+	if !judged(op) || !targetsDeployment(hpa) {
+		return Verdict{}, nil
+	}
+	dep, err := lk.Deployment(ctx, hpa.Namespace, hpa.Spec.ScaleTargetRef.Name)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("looking up Deployment %s/%s: %w", hpa.Namespace, hpa.Spec.ScaleTargetRef.Name, err)
+	}
+	if dep == nil {
+		return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, nil, nil, lk)
+	}
+	judge := func(h *autoscalingv2.HorizontalPodAutoscaler) ([]violation, error) {
+		b, err := deploymentBound(ctx, dep, replicasOf(dep), h, lk)
+		if err != nil {
+			return nil, err
+		}
+		return e.sharedClaims(ctx, dep, b, "spec.maxReplicas", lk)
+	}
+	vs, err := judge(hpa)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var oldVs []violation
+	if len(vs) > 0 && op == admissionv1.Update && old != nil && targetsDeployment(old) && old.Spec.ScaleTargetRef.Name == dep.Name {
+		if oldVs, err = judge(old); err != nil {
+			return Verdict{}, err
+		}
+	}
+	return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, vs, oldVs, lk)
+}
+
+func targetsDeployment(hpa *autoscalingv2.HorizontalPodAutoscaler) bool {
+	_, ok := ScaledDeployment(hpa)
+	return ok
+}
+
+// ScaledDeployment returns the name of the Deployment an HPA scales, if its
+// scaleTargetRef names one. Lookups index HPAs by it.
+func ScaledDeployment(hpa *autoscalingv2.HorizontalPodAutoscaler) (string, bool) {
+	ref := hpa.Spec.ScaleTargetRef
+	if ref.Kind != "Deployment" || ref.Name == "" {
+		return "", false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil || (gv.Group != "apps" && gv.Group != "extensions") {
+		return "", false
+	}
+	return ref.Name, true
+}
+
+func replicasOf(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}
+
+// bound is the most replicas a Deployment may run, and what says so.
+type bound struct {
+	n      int32
+	source string // sourceReplicas, sourceScale, or the name of an HPA
+}
+
+const (
+	sourceReplicas = "spec.replicas"
+	sourceScale    = "the scale request"
+)
+
+func (b bound) String() string {
+	n := strconv.Itoa(int(b.n))
+	switch b.source {
+	case sourceReplicas:
+		return "spec.replicas is " + n
+	case sourceScale:
+		return "the scale request sets " + n + " replicas"
+	}
+	return fmt.Sprintf("HorizontalPodAutoscaler %q may scale to %s replicas", b.source, n)
+}
+
+// deploymentBound is the largest of replicas and the maxReplicas of every
+// HPA that targets the Deployment. judged, when set, is an HPA being
+// written: it replaces the stored HPA of the same name.
+func deploymentBound(ctx context.Context, dep *appsv1.Deployment, replicas int32, judged *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (bound, error) {
+	b := bound{n: replicas, source: sourceReplicas}
+	hpas, err := lk.HorizontalPodAutoscalers(ctx, dep.Namespace, dep.Name)
+	if err != nil {
+		return b, fmt.Errorf("listing HorizontalPodAutoscalers of Deployment %s/%s: %w", dep.Namespace, dep.Name, err)
+	}
+	consider := func(h *autoscalingv2.HorizontalPodAutoscaler) {
+		if h.Spec.MaxReplicas > b.n {
+			b = bound{n: h.Spec.MaxReplicas, source: h.Name}
+		}
+	}
+	for _, h := range hpas {
+		if judged == nil || h.Name != judged.Name {
+			consider(h)
+		}
+	}
+	if judged != nil {
+		consider(judged)
+	}
+	return b, nil
+}
+
+func (e *Engine) deploymentViolations(ctx context.Context, dep *appsv1.Deployment, b bound, lk Lookup) ([]violation, error) {
+	if b.n == 1 && e.enabled(config.RuleRWORollingUpdate) {
+		return rollingUpdate(ctx, dep, lk)
+	}
+	return e.sharedClaims(ctx, dep, b, "", lk)
+}
+
+// sharedClaims finds the single-writer claims that more than one replica
+// would mount. field overrides the reported field path (the HPA's
+// maxReplicas, the Scale's replicas); "" reports each claim's volume.
+func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bound, field string, lk Lookup) ([]violation, error) {
+	const rule = config.RuleSharedRWOPVC
+	if b.n <= 1 || !e.enabled(rule) {
+		return nil, nil
+	}
+	var vs []violation
+	pod := &dep.Spec.Template.Spec
+	for i := range pod.Volumes {
+		v := &pod.Volumes[i]
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		claimName := v.PersistentVolumeClaim.ClaimName
+		f := field
+		if f == "" {
+			f = "spec.template.spec.volumes[" + strconv.Itoa(i) + "].persistentVolumeClaim.claimName"
+		}
+		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, claimName)
+		if err != nil {
+			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, claimName, err)
+		}
+		if pvc == nil {
+			vs = append(vs, violation{
+				rule: rule, key: rule + "/missing/" + claimName, field: f, advisory: true,
+				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether Deployment %q can share it across %d replicas cannot be checked: create the claim first, or check again once it exists", claimName, dep.Namespace, dep.Name, b.n),
+			})
+			continue
+		}
+		if mode := singleWriterMode(pvc, readOnlyEverywhere(pod, v)); mode != "" {
+			vs = append(vs, violation{
+				rule: rule, key: rule + "/" + claimName, field: f,
+				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
+					"Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: "+
+					"run 1 replica, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
+					claimName, mode, b, dep.Name),
+			})
+		}
+	}
+	return vs, nil
+}
+
+// rollingUpdate finds a surge rollout of a one-replica Deployment over a
+// single-writer claim, which stalls: the new Pod waits for the volume the old one holds.
+func rollingUpdate(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]violation, error) {
+	const rule = config.RuleRWORollingUpdate
+	s := dep.Spec.Strategy
+	if s.Type != "" && s.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		return nil, nil
+	}
+	surge := "25%" // the Kubernetes default
+	if s.RollingUpdate != nil && s.RollingUpdate.MaxSurge != nil {
+		if isZero(*s.RollingUpdate.MaxSurge) {
+			return nil, nil
+		}
+		surge = s.RollingUpdate.MaxSurge.String()
+	}
+	var claims []string
+	mode := ""
+	pod := &dep.Spec.Template.Spec
+	for i := range pod.Volumes {
+		v := &pod.Volumes[i]
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, v.PersistentVolumeClaim.ClaimName)
+		if err != nil {
+			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, v.PersistentVolumeClaim.ClaimName, err)
+		}
+		if pvc == nil {
+			continue
+		}
+		if m := singleWriterMode(pvc, readOnlyEverywhere(pod, v)); m != "" {
+			claims = append(claims, strconv.Quote(pvc.Name))
+			if mode == "" || m == string(corev1.ReadWriteOncePod) {
+				mode = m
+			}
+		}
+	}
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	return []violation{{
+		rule: rule, key: rule, field: "spec.strategy",
+		message: fmt.Sprintf("a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: "+
+			"set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}",
+			surge, mode, strings.Join(claims, ", ")),
+	}}, nil
+}
+
+func isZero(v intstr.IntOrString) bool {
+	if v.Type == intstr.Int {
+		return v.IntVal == 0
+	}
+	s := strings.TrimSuffix(v.StrVal, "%")
+	n, err := strconv.Atoi(s)
+	return err == nil && n == 0
+}
+
+// singleWriterMode returns the access mode that makes a claim
+// single-writer ("ReadWriteOncePod" or "ReadWriteOnce"), or "".
+// Status modes count once the claim is bound: they are what the volume has.
+func singleWriterMode(pvc *corev1.PersistentVolumeClaim, readOnly bool) string {
+	modes := pvc.Spec.AccessModes
+	if pvc.Status.Phase == corev1.ClaimBound && len(pvc.Status.AccessModes) > 0 {
+		modes = pvc.Status.AccessModes
+	}
+	var rwo, rwop, rwx, rox bool
+	for _, m := range modes {
+		switch m {
+		case corev1.ReadWriteOnce:
+			rwo = true
+		case corev1.ReadWriteOncePod:
+			rwop = true
+		case corev1.ReadWriteMany:
+			rwx = true
+		case corev1.ReadOnlyMany:
+			rox = true
+		}
+	}
+	if rox && readOnly {
+		return ""
+	}
+	if rwop {
+		return string(corev1.ReadWriteOncePod)
+	}
+	if rwo && !rwx {
+		return string(corev1.ReadWriteOnce)
+	}
+	return ""
+}
+
+// readOnlyEverywhere reports whether every mount of the volume in the Pod
+// template is read-only (or the claim volume itself is).
+func readOnlyEverywhere(pod *corev1.PodSpec, v *corev1.Volume) bool {
+	if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ReadOnly {
+		return true
+	}
+	for _, list := range [][]corev1.Container{pod.InitContainers, pod.Containers} {
+		for i := range list {
+			for _, m := range list[i].VolumeMounts {
+				if m.Name == v.Name && !m.ReadOnly {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,271 @@
+// Package engine judges StatefulSets, Deployments, Scales and
+// HorizontalPodAutoscalers against stateguard's rules and applies its
+// StatefulSet defaults. It is pure: objects and a Lookup in, results out.
+// The admission webhook, `stateguard check` and `stateguard audit` all call it.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stateguard/stateguard/config"
+)
+
+// Annotations read or written by the engine.
+const (
+	AnnotationEnforcement             = "stateguard.io/enforcement"
+	AnnotationPodManagementPolicy     = "stateguard.io/pod-management-policy"
+	AnnotationRetentionWhenDeleted    = "stateguard.io/pvc-retention-when-deleted"
+	AnnotationRetentionWhenScaled     = "stateguard.io/pvc-retention-when-scaled"
+	AnnotationExempt                  = "stateguard.io/exempt"
+	AnnotationScratchVolumes          = "stateguard.io/scratch-volumes"
+	AnnotationDataVolumes             = "stateguard.io/data-volumes"
+	AnnotationDefaulted               = "stateguard.io/defaulted"
+	AnnotationLastAppliedConfiguration = "kubectl.kubernetes.io/last-applied-configuration"
+)
+
+// ActionExempt is the effective action of a violation on an object that is
+// exempt from the rule.
+const ActionExempt config.Action = "exempt"
+
+// Lookup finds the objects the rules depend on. A missing object is
+// (nil, nil); an error means the lookup itself failed.
+type Lookup interface {
+	Service(ctx context.Context, namespace, name string) (*corev1.Service, error)
+	PersistentVolumeClaim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error)
+	Deployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error)
+	// HorizontalPodAutoscalers returns the HPAs whose scaleTargetRef names the Deployment.
+	HorizontalPodAutoscalers(ctx context.Context, namespace, deployment string) ([]*autoscalingv2.HorizontalPodAutoscaler, error)
+	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
+}
+
+// Result is one violation of one object with its effective action.
+type Result struct {
+	Rule      string        `json:"rule"`
+	Action    config.Action `json:"action"`
+	Kind      string        `json:"kind"`
+	Namespace string        `json:"namespace"`
+	Name      string        `json:"name"`
+	Field     string        `json:"field"`
+	Message   string        `json:"message"`
+}
+
+// String is the one-line form used in denials and warnings:
+// "rule: field: message".
+func (r Result) String() string {
+	return r.Rule + ": " + r.Field + ": " + r.Message
+}
+
+// Verdict is the engine's answer for one object.
+type Verdict struct {
+	Results []Result
+	// Warnings are problems with stateguard's own annotations on the object
+	// or its namespace (an unknown rule, an unsupported value); they never deny.
+	Warnings []string
+}
+
+// Denied reports whether any result is at deny.
+func (v Verdict) Denied() bool {
+	for _, r := range v.Results {
+		if r.Action == config.ActionDeny {
+			return true
+		}
+	}
+	return false
+}
+
+// Engine applies one configuration. It is safe for concurrent use.
+type Engine struct {
+	cfg          *config.Config
+	scratchPaths []string
+	dataPaths    []string
+	dataNames    []namePattern
+}
+
+// New compiles a validated configuration (from config.Load, config.Parse or config.Default).
+func New(cfg *config.Config) *Engine {
+	e := &Engine{cfg: cfg}
+	r := cfg.Rules.EmptyDirData
+	e.scratchPaths = cleanPaths(r.ScratchPaths)
+	e.dataPaths = cleanPaths(r.DataPaths)
+	for _, n := range r.DataVolumeNames {
+		e.dataNames = append(e.dataNames, compileNamePattern(n))
+	}
+	return e
+}
+
+// Config returns the configuration the engine applies.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+func (e *Engine) enabled(rule string) bool { return e.cfg.Action(rule) != config.ActionOff }
+
+// violation is a rule's finding before actions are resolved.
+type violation struct {
+	rule string
+	// key identifies the violation across an UPDATE independently of list
+	// indexes, so an old violation is recognised after fields move.
+	key     string
+	field   string
+	message string
+	// advisory findings (dead config, a claim that cannot be judged yet) are
+	// at most warnings.
+	advisory bool
+}
+
+func hasKey(vs []violation, key string) bool {
+	for _, v := range vs {
+		if v.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+var actionRank = map[config.Action]int{config.ActionDryRun: 1, config.ActionWarn: 2, config.ActionDeny: 3}
+
+func capAction(a, limit config.Action) config.Action {
+	if actionRank[limit] < actionRank[a] {
+		return limit
+	}
+	return a
+}
+
+// resolve turns violations into results: the rule's action, lowered to a
+// warning for advisory findings and for violations the old object already
+// had, capped by the namespace and global enforcement, and marked exempt
+// where the object's annotation allows.
+func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs, old []violation, lk Lookup) (Verdict, error) {
+	v := Verdict{Warnings: exemptionWarnings(obj)}
+	if len(vs) == 0 {
+		return v, nil
+	}
+	limit := e.cfg.Enforcement
+	ns, err := lk.Namespace(ctx, obj.GetNamespace())
+	if err != nil {
+		return v, fmt.Errorf("looking up namespace %q: %w", obj.GetNamespace(), err)
+	}
+	if ns != nil {
+		if a, ok := ns.Annotations[AnnotationEnforcement]; ok {
+			switch config.Action(a) {
+			case config.ActionDeny, config.ActionWarn, config.ActionDryRun:
+				limit = capAction(limit, config.Action(a))
+			default:
+				v.Warnings = append(v.Warnings, fmt.Sprintf("namespace %q: annotation %s: unsupported value %q: must be one of deny, warn, dryrun; ignored", ns.Name, AnnotationEnforcement, a))
+			}
+		}
+	}
+	exempt := e.exemptions(obj)
+	for _, x := range vs {
+		a := e.cfg.Action(x.rule)
+		if a == config.ActionOff {
+			continue
+		}
+		if x.advisory || hasKey(old, x.key) {
+			a = capAction(a, config.ActionWarn)
+		}
+		a = capAction(a, limit)
+		if exempt.has(x.rule) {
+			a = ActionExempt
+		}
+		v.Results = append(v.Results, Result{
+			Rule: x.rule, Action: a, Kind: kind,
+			Namespace: obj.GetNamespace(), Name: obj.GetName(),
+			Field: x.field, Message: x.message,
+		})
+	}
+	return v, nil
+}
+
+type ruleSet struct {
+	all   bool
+	rules []string
+}
+
+func (s ruleSet) has(rule string) bool {
+	if s.all {
+		return true
+	}
+	for _, r := range s.rules {
+		if r == rule {
+			return true
+		}
+	}
+	return false
+}
+
+// exemptions parses stateguard.io/exempt while the configuration honours it.
+func (e *Engine) exemptions(obj metav1.Object) ruleSet {
+	value, ok := obj.GetAnnotations()[AnnotationExempt]
+	if !ok || !*e.cfg.AllowObjectExemptions {
+		return ruleSet{}
+	}
+	var s ruleSet
+	for _, r := range splitList(value) {
+		s.all = s.all || r == "all"
+		s.rules = append(s.rules, r)
+	}
+	return s
+}
+
+// exemptionWarnings names the unknown rule IDs in stateguard.io/exempt.
+func exemptionWarnings(obj metav1.Object) []string {
+	value, ok := obj.GetAnnotations()[AnnotationExempt]
+	if !ok {
+		return nil
+	}
+	var warnings []string
+	for _, r := range splitList(value) {
+		if r != "all" && !isRule(r) {
+			warnings = append(warnings, fmt.Sprintf("annotation %s: unknown rule %q: must be \"all\" or one of %s", AnnotationExempt, r, strings.Join(config.RuleIDs, ", ")))
+		}
+	}
+	return warnings
+}
+
+func isRule(id string) bool {
+	for _, r := range config.RuleIDs {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// splitList splits a comma-separated annotation value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// listContains reports whether the comma-separated list holds name, without allocating.
+func listContains(list, name string) bool {
+	for list != "" {
+		item := list
+		if i := strings.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			list = ""
+		}
+		if strings.TrimSpace(item) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// judged reports whether an operation is judged at all: DELETE and CONNECT never are.
+func judged(op admissionv1.Operation) bool {
+	return op == admissionv1.Create || op == admissionv1.Update
+}

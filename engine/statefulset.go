@@ -1,0 +1,207 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stateguard/stateguard/config"
+)
+
+// StatefulSet judges a StatefulSet write. old is the stored object on UPDATE.
+func (e *Engine) StatefulSet(ctx context.Context, op admissionv1.Operation, sts, old *appsv1.StatefulSet, lk Lookup) (Verdict, error) {
+	if !judged(op) {
+		return Verdict{}, nil
+	}
+	vs, err := e.statefulSetViolations(ctx, sts, lk)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var oldVs []violation
+	if len(vs) > 0 && op == admissionv1.Update && old != nil {
+		if oldVs, err = e.statefulSetViolations(ctx, old, lk); err != nil {
+			return Verdict{}, err
+		}
+	}
+	return e.resolve(ctx, "StatefulSet", sts, vs, oldVs, lk)
+}
+
+func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
+	var vs []violation
+	if e.enabled(config.RuleHeadlessService) {
+		var err error
+		if vs, err = headlessService(ctx, sts, lk, vs); err != nil {
+			return nil, err
+		}
+	}
+	if e.enabled(config.RuleEmptyDirData) {
+		vs = e.emptyDirData(sts, vs)
+	}
+	return vs, nil
+}
+
+const exemptHeadlessHint = "; or, if the Pods need no stable DNS names, annotate the StatefulSet " + AnnotationExempt + ": " + config.RuleHeadlessService
+
+func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs []violation) ([]violation, error) {
+	const rule, serviceName = config.RuleHeadlessService, "spec.serviceName"
+	add := func(key, field, msg string) {
+		vs = append(vs, violation{rule: rule, key: rule + "/" + key, field: field, message: msg + exemptHeadlessHint})
+	}
+	name, ns := sts.Spec.ServiceName, sts.Namespace
+	if name == "" {
+		add("empty", serviceName, "is empty, so the Pods get no stable DNS names: set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels")
+		return vs, nil
+	}
+	svc, err := lk.Service(ctx, ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up Service %s/%s: %w", ns, name, err)
+	}
+	if svc == nil {
+		add("missing", serviceName, fmt.Sprintf("Service %q not found in namespace %q, so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named %q whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one", name, ns, name))
+		return vs, nil
+	}
+	if svc.Spec.Type != "" && svc.Spec.Type != corev1.ServiceTypeClusterIP {
+		add("not-headless", serviceName, fmt.Sprintf("Service %q in namespace %q is not headless (type %s): point spec.serviceName at a Service with type: ClusterIP and clusterIP: None", name, ns, svc.Spec.Type))
+	} else if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		ip := svc.Spec.ClusterIP
+		if ip == "" {
+			ip = "not set, so one is allocated"
+		}
+		add("not-headless", serviceName, fmt.Sprintf("Service %q in namespace %q is not headless (clusterIP %s): set clusterIP: None (clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)", name, ns, ip))
+	}
+	if len(svc.Spec.Selector) == 0 {
+		add("selector", serviceName, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
+	} else if missing := unmatchedSelector(svc.Spec.Selector, sts.Spec.Template.Labels); missing != "" {
+		add("selector", "spec.template.metadata.labels", fmt.Sprintf("Service %q in namespace %q does not select the Pods (the template lacks %s), so they get no DNS records: make its selector a subset of these labels", name, ns, missing))
+	}
+	return vs, nil
+}
+
+// unmatchedSelector lists, sorted, the selector pairs the labels lack; "" when all match.
+func unmatchedSelector(selector, labels map[string]string) string {
+	var missing []string
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			missing = append(missing, k+"="+v)
+		}
+	}
+	sort.Strings(missing)
+	return strings.Join(missing, ", ")
+}
+
+func (e *Engine) emptyDirData(sts *appsv1.StatefulSet, vs []violation) []violation {
+	const rule = config.RuleEmptyDirData
+	pod := &sts.Spec.Template.Spec
+	for i := range pod.Volumes {
+		v := &pod.Volumes[i]
+		if isPodScoped(v) && hasClaimTemplate(sts, v.Name) {
+			vs = append(vs, violation{
+				rule: rule, key: rule + "/shadowed/" + v.Name, advisory: true,
+				field:   "spec.template.spec.volumes[" + strconv.Itoa(i) + "]",
+				message: fmt.Sprintf("volume %q is replaced by the volumeClaimTemplate of the same name, so its %s source is never used: remove it from spec.template.spec.volumes", v.Name, sourceName(v)),
+			})
+		}
+	}
+	for i := range pod.InitContainers {
+		if c := &pod.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			vs = e.dataMounts(sts, c, "spec.template.spec.initContainers["+strconv.Itoa(i)+"]", vs)
+		}
+	}
+	for i := range pod.Containers {
+		vs = e.dataMounts(sts, &pod.Containers[i], "spec.template.spec.containers["+strconv.Itoa(i)+"]", vs)
+	}
+	return vs
+}
+
+// dataMounts adds a violation for each read-write mount of a Pod-scoped
+// volume that holds data by path, name or annotation and is not scratch.
+func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, containerPath string, vs []violation) []violation {
+	const rule = config.RuleEmptyDirData
+	for j := range c.VolumeMounts {
+		m := &c.VolumeMounts[j]
+		if m.ReadOnly {
+			continue
+		}
+		v := findVolume(sts.Spec.Template.Spec.Volumes, m.Name)
+		if v == nil || !isPodScoped(v) || hasClaimTemplate(sts, v.Name) || e.isScratch(sts, v, m) {
+			continue
+		}
+		reason := e.dataReason(sts, v, m)
+		if reason == "" {
+			continue
+		}
+		vs = append(vs, violation{
+			rule:  rule,
+			key:   rule + "/" + c.Name + "/" + v.Name + "/" + m.MountPath,
+			field: containerPath + ".volumeMounts[" + strconv.Itoa(j) + "]",
+			message: fmt.Sprintf("%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: "+
+				"move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), "+
+				"or, if it only holds scratch data, name it in the annotation %s",
+				sourceName(v), v.Name, m.MountPath, reason, v.Name, AnnotationScratchVolumes),
+		})
+	}
+	return vs
+}
+
+func (e *Engine) isScratch(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1.VolumeMount) bool {
+	if v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory {
+		return true
+	}
+	if _, ok := underAny(m.MountPath, e.scratchPaths); ok {
+		return true
+	}
+	return listContains(sts.Annotations[AnnotationScratchVolumes], v.Name)
+}
+
+// dataReason says why a mount holds data, or "" when nothing says it does.
+func (e *Engine) dataReason(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1.VolumeMount) string {
+	if base, ok := underAny(m.MountPath, e.dataPaths); ok {
+		return "under data path " + base
+	}
+	for _, p := range e.dataNames {
+		if p.match(v.Name) {
+			if p.source == v.Name {
+				return fmt.Sprintf("%q is a data volume name", v.Name)
+			}
+			return fmt.Sprintf("its name matches data volume name %q", p.source)
+		}
+	}
+	if listContains(sts.Annotations[AnnotationDataVolumes], v.Name) {
+		return "named in the annotation " + AnnotationDataVolumes
+	}
+	return ""
+}
+
+// isPodScoped reports whether a volume's storage ends with its Pod.
+func isPodScoped(v *corev1.Volume) bool { return v.EmptyDir != nil || v.Ephemeral != nil }
+
+func sourceName(v *corev1.Volume) string {
+	if v.Ephemeral != nil {
+		return "generic ephemeral"
+	}
+	return "emptyDir"
+}
+
+func findVolume(volumes []corev1.Volume, name string) *corev1.Volume {
+	for i := range volumes {
+		if volumes[i].Name == name {
+			return &volumes[i]
+		}
+	}
+	return nil
+}
+
+func hasClaimTemplate(sts *appsv1.StatefulSet, name string) bool {
+	for i := range sts.Spec.VolumeClaimTemplates {
+		if sts.Spec.VolumeClaimTemplates[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
