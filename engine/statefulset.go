@@ -46,7 +46,7 @@ func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.Stateful
 	return vs, nil
 }
 
-const exemptHeadlessHint = "; or, if the Pods need no stable DNS names, annotate the StatefulSet " + AnnotationExempt + ": " + config.RuleHeadlessService
+const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " + AnnotationExempt + ": " + config.RuleHeadlessService
 
 func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs []violation) ([]violation, error) {
 	const rule, serviceName = config.RuleHeadlessService, "spec.serviceName"
@@ -78,7 +78,7 @@ func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs
 	if len(svc.Spec.Selector) == 0 {
 		add("selector", serviceName, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
 	} else if missing := unmatchedSelector(svc.Spec.Selector, sts.Spec.Template.Labels); missing != "" {
-		add("selector", "spec.template.metadata.labels", fmt.Sprintf("Service %q in namespace %q does not select the Pods (the template lacks %s), so they get no DNS records: make its selector a subset of these labels", name, ns, missing))
+		add("selector", "spec.template.metadata.labels", fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods", name, ns, missing))
 	}
 	return vs, nil
 }

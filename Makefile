@@ -1,0 +1,42 @@
+# stateguard: build, test and lint. Everything it builds goes into bin/ (git-ignored).
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN := bin/stateguard
+FUZZTIME ?= 20s
+
+.PHONY: all build test unit fuzz lint bench check-examples clean
+
+all: lint test
+
+## build: the static stateguard binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stateguard
+
+## test: lint, every test (including the ones that run the built binary), and a short fuzz run
+test: lint build unit fuzz
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## fuzz: a short run of the check input fuzzer (FUZZTIME=20s)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckInput$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./check/
+
+## lint: gofmt and go vet
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: the engine and check benchmarks (see README "Speed")
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./engine/ ./check/
+
+## check-examples: what `stateguard check -f examples/` prints
+check-examples: build
+	-./$(BIN) check -f examples/
+
+clean:
+	rm -rf bin
