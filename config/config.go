@@ -30,9 +30,9 @@ const (
 
 // Rule IDs, as used in the config file, annotations, messages, metrics and output.
 const (
-	RuleHeadlessService = "statefulset-headless-service"
-	RuleEmptyDirData    = "statefulset-emptydir-data"
-	RuleSharedRWOPVC    = "deployment-shared-rwo-pvc"
+	RuleHeadlessService  = "statefulset-headless-service"
+	RuleEmptyDirData     = "statefulset-emptydir-data"
+	RuleSharedRWOPVC     = "deployment-shared-rwo-pvc"
 	RuleRWORollingUpdate = "deployment-rwo-rolling-update"
 )
 

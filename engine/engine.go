@@ -20,14 +20,14 @@ import (
 
 // Annotations read or written by the engine.
 const (
-	AnnotationEnforcement             = "stateguard.io/enforcement"
-	AnnotationPodManagementPolicy     = "stateguard.io/pod-management-policy"
-	AnnotationRetentionWhenDeleted    = "stateguard.io/pvc-retention-when-deleted"
-	AnnotationRetentionWhenScaled     = "stateguard.io/pvc-retention-when-scaled"
-	AnnotationExempt                  = "stateguard.io/exempt"
-	AnnotationScratchVolumes          = "stateguard.io/scratch-volumes"
-	AnnotationDataVolumes             = "stateguard.io/data-volumes"
-	AnnotationDefaulted               = "stateguard.io/defaulted"
+	AnnotationEnforcement              = "stateguard.io/enforcement"
+	AnnotationPodManagementPolicy      = "stateguard.io/pod-management-policy"
+	AnnotationRetentionWhenDeleted     = "stateguard.io/pvc-retention-when-deleted"
+	AnnotationRetentionWhenScaled      = "stateguard.io/pvc-retention-when-scaled"
+	AnnotationExempt                   = "stateguard.io/exempt"
+	AnnotationScratchVolumes           = "stateguard.io/scratch-volumes"
+	AnnotationDataVolumes              = "stateguard.io/data-volumes"
+	AnnotationDefaulted                = "stateguard.io/defaulted"
 	AnnotationLastAppliedConfiguration = "kubectl.kubernetes.io/last-applied-configuration"
 )
 
