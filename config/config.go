@@ -4,12 +4,15 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,6 +30,20 @@ const (
 	ActionDryRun Action = "dryrun"
 	ActionOff    Action = "off"
 )
+
+// UnmarshalJSON reads YAML 1.1's unquoted off, which arrives as false, as "off".
+func (a *Action) UnmarshalJSON(data []byte) error {
+	if string(data) == "false" {
+		*a = ActionOff
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("must be a string: one of deny, warn, dryrun, off")
+	}
+	*a = Action(s)
+	return nil
+}
 
 // Rule IDs, as used in the config file, annotations, messages, metrics and output.
 const (
@@ -153,11 +170,19 @@ func Load(file string) (*Config, error) {
 }
 
 // Parse strictly decodes one YAML (or JSON) document: unknown and duplicate
-// fields are refused. The result is validated and defaulted.
+// fields are refused with their path. The result is validated and defaulted.
 func Parse(data []byte) (*Config, error) {
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, err
+	}
 	c := &Config{}
-	if err := yaml.UnmarshalStrict(data, c); err != nil {
-		return nil, fmt.Errorf("decoding: %w", err)
+	strictErrs, err := kjson.UnmarshalStrict(js, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(strictErrs) > 0 {
+		return nil, errors.Join(strictErrs...)
 	}
 	if errs := c.validate(); len(errs) > 0 {
 		return nil, errs.ToAggregate()
