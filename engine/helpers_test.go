@@ -1,0 +1,145 @@
+package engine_test
+
+import (
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
+)
+
+// Builders keep each table row to the one thing it is about. Every object
+// is in namespace "shop".
+
+func ptr[T any](v T) *T { return &v }
+
+func newEngine(t *testing.T, yaml string) *engine.Engine {
+	t.Helper()
+	cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\n" + yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.New(cfg)
+}
+
+func index(objs ...any) *lookup.Index {
+	x := lookup.NewIndex()
+	for _, o := range objs {
+		x.Add(o)
+	}
+	return x
+}
+
+// sts is a StatefulSet whose serviceName is its name and whose Pods carry app=<name>.
+func sts(name string, opts ...func(*appsv1.StatefulSet)) *appsv1.StatefulSet {
+	labels := map[string]string{"app": name}
+	s := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: name,
+			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+			},
+		},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func headlessSvc(name string, selector map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: corev1.ClusterIPNone, Selector: selector},
+	}
+}
+
+func pvc(name string, modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec:       corev1.PersistentVolumeClaimSpec{AccessModes: modes},
+	}
+}
+
+func deploy(name string, replicas *int32, opts ...func(*appsv1.Deployment)) *appsv1.Deployment {
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: replicas,
+			Template: corev1.PodTemplateSpec{
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+			},
+		},
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+func hpa(name, target string, maxReplicas int32) *autoscalingv2.HorizontalPodAutoscaler {
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: target},
+			MaxReplicas:    maxReplicas,
+		},
+	}
+}
+
+// StatefulSet options.
+
+func volume(v corev1.Volume) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes, v) }
+}
+
+func emptyDir(name string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+// mount adds a mount to the first container.
+func mount(volume, path string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) {
+		c := &s.Spec.Template.Spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: path})
+	}
+}
+
+func claimTemplate(name string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) {
+		s.Spec.VolumeClaimTemplates = append(s.Spec.VolumeClaimTemplates, corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+		})
+	}
+}
+
+// Deployment options.
+
+// claimVolume adds a claim volume named after the claim, mounted read-write at /mnt/<claim>.
+func claimVolume(claim string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		p := &d.Spec.Template.Spec
+		p.Volumes = append(p.Volumes, corev1.Volume{Name: claim, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+		p.Containers[0].VolumeMounts = append(p.Containers[0].VolumeMounts, corev1.VolumeMount{Name: claim, MountPath: "/mnt/" + claim})
+	}
+}
+
+func recreate(d *appsv1.Deployment) { d.Spec.Strategy.Type = appsv1.RecreateDeploymentStrategyType }
+
+func maxSurge(v intstr.IntOrString) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &v}}
+	}
+}

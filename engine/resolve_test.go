@@ -1,0 +1,192 @@
+package engine_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+)
+
+const missingDBService = `Service "db" not found in namespace "shop", so the Pods get no stable DNS names: ` +
+	`create a headless Service (clusterIP: None) named "db" whose selector matches spec.template.metadata.labels, ` +
+	`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`
+
+const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write at /data (under data path /data), and its data is lost when the Pod is deleted: ` +
+	`move it to spec.volumeClaimTemplates (a claim template named "data" replaces the volume), ` +
+	`or, if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`
+
+func headlessResult(action config.Action) engine.Result {
+	return engine.Result{Rule: config.RuleHeadlessService, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+		Field: "spec.serviceName", Message: missingDBService}
+}
+
+func emptyDirResult(action config.Action) engine.Result {
+	return engine.Result{Rule: config.RuleEmptyDirData, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+		Field: "spec.template.spec.containers[0].volumeMounts[0]", Message: dataOnEmptyDir}
+}
+
+func annotated(key, value string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[key] = value
+	}
+}
+
+// dataOnEmptyDirVolume mounts an emptyDir named data at /data.
+func dataOnEmptyDirVolume(s *appsv1.StatefulSet) {
+	s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes,
+		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	c := &s.Spec.Template.Spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "data", MountPath: "/data"})
+}
+
+func shopNamespace(annotations map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Annotations: annotations}}
+}
+
+// TestResolve covers actions, caps, exemptions and UPDATE on a StatefulSet
+// whose headless Service is missing (and, in some rows, whose data is on emptyDir).
+func TestResolve(t *testing.T) {
+	tests := []struct {
+		name   string
+		config string
+		ns     map[string]string // namespace annotations
+		op     admissionv1.Operation
+		obj    *appsv1.StatefulSet
+		old    *appsv1.StatefulSet
+		want   engine.Verdict
+	}{
+		{
+			name: "the rule's default action",
+			obj:  sts("db"),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDeny)}},
+		},
+		{
+			name:   "a rule set to warn",
+			config: "rules: {statefulset-headless-service: {action: warn}}\n",
+			obj:    sts("db"),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+		},
+		{
+			name:   "a rule set to dryrun",
+			config: "rules: {statefulset-headless-service: {action: dryrun}}\n",
+			obj:    sts("db"),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+		},
+		{
+			name:   "a rule that is off reports nothing",
+			config: "rules: {statefulset-headless-service: {action: off}}\n",
+			obj:    sts("db"),
+			want:   engine.Verdict{},
+		},
+		{
+			name:   "global enforcement warn caps deny",
+			config: "enforcement: warn\n",
+			obj:    sts("db"),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+		},
+		{
+			name:   "global enforcement dryrun caps every rule",
+			config: "enforcement: dryrun\n",
+			obj:    sts("db", dataOnEmptyDirVolume),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun), emptyDirResult(config.ActionDryRun)}},
+		},
+		{
+			name: "the namespace annotation caps deny to warn",
+			ns:   map[string]string{engine.AnnotationEnforcement: "warn"},
+			obj:  sts("db"),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+		},
+		{
+			name:   "the namespace annotation cannot raise the global cap",
+			config: "enforcement: dryrun\n",
+			ns:     map[string]string{engine.AnnotationEnforcement: "deny"},
+			obj:    sts("db"),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+		},
+		{
+			name: "an unsupported namespace annotation is ignored with a warning",
+			ns:   map[string]string{engine.AnnotationEnforcement: "audit"},
+			obj:  sts("db"),
+			want: engine.Verdict{
+				Results:  []engine.Result{headlessResult(config.ActionDeny)},
+				Warnings: []string{`namespace "shop": annotation stateguard.io/enforcement: unsupported value "audit": must be one of deny, warn, dryrun; ignored`},
+			},
+		},
+		{
+			name: "an exemption of one rule",
+			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service")),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(config.ActionDeny)}},
+		},
+		{
+			name: "an exemption of two rules, with spaces",
+			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service, statefulset-emptydir-data")),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionExempt)}},
+		},
+		{
+			name: "an exemption of all rules",
+			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "all")),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionExempt)}},
+		},
+		{
+			name: "an unknown rule in the exemption is named in a warning",
+			obj:  sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
+			want: engine.Verdict{
+				Results: []engine.Result{headlessResult(config.ActionDeny)},
+				Warnings: []string{`annotation stateguard.io/exempt: unknown rule "statefulset-headless": must be "all" or one of ` +
+					`statefulset-headless-service, statefulset-emptydir-data, deployment-shared-rwo-pvc, deployment-rwo-rolling-update`},
+			},
+		},
+		{
+			name:   "exemptions are ignored when the configuration disallows them",
+			config: "allowObjectExemptions: false\n",
+			obj:    sts("db", annotated(engine.AnnotationExempt, "all")),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDeny)}},
+		},
+		{
+			name: "UPDATE: a violation the old object had becomes a warning, a new one is denied",
+			op:   admissionv1.Update,
+			obj:  sts("db", dataOnEmptyDirVolume),
+			old:  sts("db"),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn), emptyDirResult(config.ActionDeny)}},
+		},
+		{
+			name:   "UPDATE: an old violation of a dryrun rule stays dryrun",
+			config: "rules: {statefulset-headless-service: {action: dryrun}}\n",
+			op:     admissionv1.Update,
+			obj:    sts("db"),
+			old:    sts("db"),
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+		},
+		{
+			name: "DELETE is never judged",
+			op:   admissionv1.Delete,
+			obj:  sts("db", dataOnEmptyDirVolume),
+			want: engine.Verdict{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := tt.op
+			if op == "" {
+				op = admissionv1.Create
+			}
+			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), op, tt.obj, tt.old, index(shopNamespace(tt.ns)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
