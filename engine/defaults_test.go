@@ -51,7 +51,7 @@ func managedBy(op metav1.ManagedFieldsOperationType, fields string) func(*appsv1
 }
 
 const (
-	allDefaults = "defaults: {podManagementPolicy: Parallel, persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}}\n"
+	allDefaults  = "defaults: {podManagementPolicy: Parallel, persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}}\n"
 	allDefaulted = "persistentVolumeClaimRetentionPolicy.whenDeleted,persistentVolumeClaimRetentionPolicy.whenScaled,podManagementPolicy"
 )
 
