@@ -1,0 +1,295 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+)
+
+const exemptHint = "; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service"
+
+func stsResult(rule, field, message string) engine.Result {
+	return engine.Result{Rule: rule, Action: config.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: field, Message: message}
+}
+
+func TestHeadlessService(t *testing.T) {
+	const rule = config.RuleHeadlessService
+	app := map[string]string{"app": "db"}
+	notHeadless := func(detail string) engine.Result {
+		return stsResult(rule, "spec.serviceName", `Service "db" in namespace "shop" is not headless (clusterIP `+detail+`): set clusterIP: None `+
+			`(clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)`+exemptHint)
+	}
+	ofType := func(typ string) engine.Result {
+		return stsResult(rule, "spec.serviceName", `Service "db" in namespace "shop" is not headless (type `+typ+`): `+
+			`point spec.serviceName at a Service with type: ClusterIP and clusterIP: None`+exemptHint)
+	}
+	selects := func(missing string) engine.Result {
+		return stsResult(rule, "spec.template.metadata.labels", `Service "db" in namespace "shop" selects `+missing+`, which the Pod template lacks, `+
+			`so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods`+exemptHint)
+	}
+	svc := func(edit func(*corev1.Service)) *corev1.Service {
+		s := headlessSvc("db", app)
+		edit(s)
+		return s
+	}
+	tests := []struct {
+		name     string
+		obj      *appsv1.StatefulSet
+		services []any
+		want     []engine.Result
+	}{
+		{
+			name:     "a headless Service that selects the Pods",
+			obj:      sts("db"),
+			services: []any{headlessSvc("db", app)},
+		},
+		{
+			name: "a selector that is a subset of the template labels",
+			obj: sts("db", func(s *appsv1.StatefulSet) {
+				s.Spec.Template.Labels = map[string]string{"app": "db", "tier": "data", "version": "17"}
+			}),
+			services: []any{headlessSvc("db", map[string]string{"app": "db", "tier": "data"})},
+		},
+		{
+			name:     "a headless Service of type unset (as in manifests) is fine",
+			obj:      sts("db"),
+			services: []any{svc(func(s *corev1.Service) { s.Spec.Type = "" })},
+		},
+		{
+			name: "empty serviceName",
+			obj:  sts("db", func(s *appsv1.StatefulSet) { s.Spec.ServiceName = "" }),
+			want: []engine.Result{stsResult(rule, "spec.serviceName", "is empty, so the Pods get no stable DNS names: "+
+				"set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels"+exemptHint)},
+		},
+		{
+			name: "the Service is missing",
+			obj:  sts("db"),
+			want: []engine.Result{stsResult(rule, "spec.serviceName", missingDBService)},
+		},
+		{
+			name:     "a Service of that name in another namespace does not count",
+			obj:      sts("db"),
+			services: []any{svc(func(s *corev1.Service) { s.Namespace = "other" })},
+			want:     []engine.Result{stsResult(rule, "spec.serviceName", missingDBService)},
+		},
+		{
+			name:     "a ClusterIP Service with a virtual IP (the Jenkins chart)",
+			obj:      sts("db"),
+			services: []any{svc(func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.4.2" })},
+			want:     []engine.Result{notHeadless("10.96.4.2")},
+		},
+		{
+			name:     "a ClusterIP Service whose IP is yet to be allocated",
+			obj:      sts("db"),
+			services: []any{svc(func(s *corev1.Service) { s.Spec.ClusterIP = "" })},
+			want:     []engine.Result{notHeadless("not set, so one is allocated")},
+		},
+		{
+			name:     "a NodePort Service",
+			obj:      sts("db"),
+			services: []any{svc(func(s *corev1.Service) { s.Spec.Type, s.Spec.ClusterIP = corev1.ServiceTypeNodePort, "10.96.4.2" })},
+			want:     []engine.Result{ofType("NodePort")},
+		},
+		{
+			name: "an ExternalName Service",
+			obj:  sts("db"),
+			services: []any{svc(func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.ClusterIP, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "", "db.example.com"
+			})},
+			want: []engine.Result{ofType("ExternalName")},
+		},
+		{
+			name:     "a Service without a selector",
+			obj:      sts("db"),
+			services: []any{headlessSvc("db", nil)},
+			want: []engine.Result{stsResult(rule, "spec.serviceName", `Service "db" in namespace "shop" has no selector, `+
+				`so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels`+exemptHint)},
+		},
+		{
+			name:     "a selector the template lacks, pairs listed sorted",
+			obj:      sts("db"),
+			services: []any{headlessSvc("db", map[string]string{"app": "database", "tier": "data"})},
+			want:     []engine.Result{selects("app=database, tier=data")},
+		},
+		{
+			name: "not headless and not selecting: both violations",
+			obj:  sts("db"),
+			services: []any{svc(func(s *corev1.Service) {
+				s.Spec.ClusterIP, s.Spec.Selector = "10.96.4.2", map[string]string{"app": "web"}
+			})},
+			want: []engine.Result{notHeadless("10.96.4.2"), selects("app=web")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := newEngine(t, "").StatefulSet(context.Background(), admissionv1.Create, tt.obj, nil, index(tt.services...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEmptyDirData(t *testing.T) {
+	const rule = config.RuleEmptyDirData
+	data := func(field, source, volume, path, reason string) engine.Result {
+		return stsResult(rule, field, fmt.Sprintf(`%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: `+
+			`move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), `+
+			`or, if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`, source, volume, path, reason, volume))
+	}
+	first := "spec.template.spec.containers[0].volumeMounts[0]"
+	ephemeral := func(name string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}}
+	}
+	memory := func(name string) corev1.Volume {
+		v := emptyDir(name)
+		v.EmptyDir.Medium = corev1.StorageMediumMemory
+		return v
+	}
+	readOnly := func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Containers[0].VolumeMounts[0].ReadOnly = true }
+	initContainer := func(always bool) func(*appsv1.StatefulSet) {
+		return func(s *appsv1.StatefulSet) {
+			c := corev1.Container{Name: "init", Image: "busybox", VolumeMounts: []corev1.VolumeMount{{Name: "state", MountPath: "/data"}}}
+			if always {
+				c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
+			}
+			s.Spec.Template.Spec.InitContainers = append(s.Spec.Template.Spec.InitContainers, c)
+		}
+	}
+	tests := []struct {
+		name   string
+		config string
+		obj    *appsv1.StatefulSet
+		want   []engine.Result
+	}{
+		{
+			name: "emptyDir under a data path",
+			obj:  sts("db", volume(emptyDir("state")), mount("state", "/var/lib/mysql")),
+			want: []engine.Result{data(first, "emptyDir", "state", "/var/lib/mysql", "under data path /var/lib")},
+		},
+		{
+			name: "a generic ephemeral volume under a data path",
+			obj:  sts("db", volume(ephemeral("state")), mount("state", "/data")),
+			want: []engine.Result{data(first, "generic ephemeral", "state", "/data", "under data path /data")},
+		},
+		{
+			name: "the data path itself with a trailing slash",
+			obj:  sts("db", volume(emptyDir("state")), mount("state", "/data/")),
+			want: []engine.Result{data(first, "emptyDir", "state", "/data/", "under data path /data")},
+		},
+		{
+			name: "a data path match even beside a volumeClaimTemplate of another name",
+			obj:  sts("db", claimTemplate("pgdata"), volume(emptyDir("state")), mount("state", "/data/db")),
+			want: []engine.Result{data(first, "emptyDir", "state", "/data/db", "under data path /data")},
+		},
+		{
+			name: "near misses by path segment are not data",
+			obj: sts("db", volume(emptyDir("state")), mount("state", "/database"), mount("state", "/opt/app/var/lib/x"),
+				mount("state", "/var/library")),
+		},
+		{
+			name: "data volume names and globs",
+			obj: sts("db", volume(emptyDir("datadir")), volume(emptyDir("my-data")), volume(emptyDir("data-x")), volume(emptyDir("x-storage")),
+				mount("datadir", "/srv/a"), mount("my-data", "/srv/b"), mount("data-x", "/srv/c"), mount("x-storage", "/srv/d")),
+			want: []engine.Result{
+				data(first, "emptyDir", "datadir", "/srv/a", `"datadir" is a data volume name`),
+				data("spec.template.spec.containers[0].volumeMounts[1]", "emptyDir", "my-data", "/srv/b", `its name matches data volume name "*-data"`),
+				data("spec.template.spec.containers[0].volumeMounts[2]", "emptyDir", "data-x", "/srv/c", `its name matches data volume name "data-*"`),
+				data("spec.template.spec.containers[0].volumeMounts[3]", "emptyDir", "x-storage", "/srv/d", `its name matches data volume name "*-storage"`),
+			},
+		},
+		{
+			name: "names that only contain a data word are not data",
+			obj:  sts("db", volume(emptyDir("metadata")), volume(emptyDir("database")), mount("metadata", "/srv/a"), mount("database", "/srv/b")),
+		},
+		{
+			name: "the data annotation, a comma list with spaces",
+			obj:  sts("db", annotated(engine.AnnotationDataVolumes, "cache, state"), volume(emptyDir("state")), mount("state", "/srv/state")),
+			want: []engine.Result{data(first, "emptyDir", "state", "/srv/state", "named in the annotation stateguard.io/data-volumes")},
+		},
+		{
+			name: "medium Memory is scratch even under a data path",
+			obj:  sts("db", volume(memory("data")), mount("data", "/data")),
+		},
+		{
+			name: "scratch paths are scratch even for a data volume name",
+			obj:  sts("db", volume(emptyDir("data")), mount("data", "/tmp"), mount("data", "/var/run/app")),
+		},
+		{
+			name: "the scratch annotation wins over a data path and the data annotation",
+			obj: sts("db", annotated(engine.AnnotationScratchVolumes, "x, data"), annotated(engine.AnnotationDataVolumes, "data"),
+				volume(emptyDir("data")), mount("data", "/var/lib/cache")),
+		},
+		{
+			name: "read-only mounts hold no data written by the Pod",
+			obj:  sts("db", volume(emptyDir("data")), mount("data", "/data"), readOnly),
+		},
+		{
+			name: "a sidecar init container counts",
+			obj:  sts("db", volume(emptyDir("state")), initContainer(true)),
+			want: []engine.Result{data("spec.template.spec.initContainers[0].volumeMounts[0]", "emptyDir", "state", "/data", "under data path /data")},
+		},
+		{
+			name: "an ordinary init container does not",
+			obj:  sts("db", volume(emptyDir("state")), initContainer(false)),
+		},
+		{
+			name: "a volume shadowed by a volumeClaimTemplate is dead config, not a violation",
+			obj:  sts("db", claimTemplate("data"), volume(emptyDir("data")), mount("data", "/var/lib/postgresql/data")),
+			want: []engine.Result{{Rule: rule, Action: config.ActionWarn, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+				Field: "spec.template.spec.volumes[0]",
+				Message: `volume "data" is replaced by the volumeClaimTemplate of the same name, so its emptyDir source is never used: ` +
+					`remove it from spec.template.spec.volumes`}},
+		},
+		{
+			name: "data on a volumeClaimTemplate, scratch on emptyDir",
+			obj:  sts("db", claimTemplate("data"), mount("data", "/var/lib/postgresql/data"), volume(emptyDir("tmp")), mount("tmp", "/tmp")),
+		},
+		{
+			name: "Bitnami's empty-dir scratch volume",
+			obj: sts("db", claimTemplate("data"), mount("data", "/bitnami/postgresql"), volume(emptyDir("empty-dir")),
+				mount("empty-dir", "/tmp"), mount("empty-dir", "/opt/bitnami/postgresql/conf"), mount("empty-dir", "/opt/bitnami/postgresql/tmp")),
+		},
+		{
+			name: "Vault's and Argo CD's home directories",
+			obj:  sts("db", volume(emptyDir("home")), mount("home", "/home/vault"), volume(emptyDir("argocd-home")), mount("argocd-home", "/home/argocd")),
+		},
+		{
+			name: "a chart with persistence off falls back to emptyDir for its data volume",
+			obj:  sts("db", volume(emptyDir("data")), mount("data", "/bitnami/postgresql")),
+			want: []engine.Result{data(first, "emptyDir", "data", "/bitnami/postgresql", `"data" is a data volume name`)},
+		},
+		{
+			name:   "configured paths and names replace the defaults",
+			config: "rules:\n  statefulset-emptydir-data: {scratchPaths: [/scratch], dataPaths: [/srv/db], dataVolumeNames: [\"pg*\"]}\n",
+			obj: sts("db", volume(emptyDir("data")), volume(emptyDir("pgwal")), volume(emptyDir("state")),
+				mount("data", "/data"), mount("pgwal", "/wal"), mount("state", "/srv/db/x"), mount("pgwal", "/scratch/pg")),
+			want: []engine.Result{
+				data("spec.template.spec.containers[0].volumeMounts[1]", "emptyDir", "pgwal", "/wal", `its name matches data volume name "pg*"`),
+				data("spec.template.spec.containers[0].volumeMounts[2]", "emptyDir", "state", "/srv/db/x", "under data path /srv/db"),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), admissionv1.Create, tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
