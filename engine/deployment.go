@@ -153,6 +153,14 @@ func (b bound) String() string {
 	return fmt.Sprintf("HorizontalPodAutoscaler %q may scale to %s replicas", b.source, n)
 }
 
+// fix names the change that brings the bound back to one replica.
+func (b bound) fix() string {
+	if b.source == sourceReplicas || b.source == sourceScale {
+		return "run 1 replica"
+	}
+	return fmt.Sprintf("set maxReplicas of HorizontalPodAutoscaler %q to 1", b.source)
+}
+
 // deploymentBound is the largest of replicas and the maxReplicas of every
 // HPA that targets the Deployment. judged, when set, is an HPA being
 // written: it replaces the stored HPA of the same name.
@@ -221,8 +229,8 @@ func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bou
 				rule: rule, key: rule + "/" + claimName, field: f,
 				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
 					"Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: "+
-					"run 1 replica, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
-					claimName, mode, b, dep.Name),
+					"%s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
+					claimName, mode, b, dep.Name, b.fix()),
 			})
 		}
 	}

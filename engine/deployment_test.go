@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,9 +27,13 @@ const (
 )
 
 func sharedMessage(claim, mode, bound string) string {
+	fix := "run 1 replica"
+	if hpa, ok := strings.CutPrefix(bound, "HorizontalPodAutoscaler "); ok {
+		fix = "set maxReplicas of HorizontalPodAutoscaler " + strings.Fields(hpa)[0] + " to 1"
+	}
 	return fmt.Sprintf(`PersistentVolumeClaim %q is %s, but %s and every replica of Deployment "web" mounts it: `+
 		`Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: `+
-		`run 1 replica, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound)
+		`%s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, fix)
 }
 
 func shared(kind, name, field, claim, mode, bound string, action config.Action) engine.Result {
