@@ -187,7 +187,7 @@ var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
 func fileLines(err error, first int) error {
 	msg := err.Error()
 	if !yamlLine.MatchString(msg) {
-		return fmt.Errorf("document starting at line %d: %s", first, msg)
+		return fmt.Errorf("document at line %d: %s", first, msg)
 	}
 	return errors.New(yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
 		n, _ := strconv.Atoi(yamlLine.FindStringSubmatch(m)[1])
@@ -203,13 +203,24 @@ type document struct {
 }
 
 // splitDocuments splits a YAML stream at "---" lines. Chunks with nothing
-// but blank and comment lines are not documents and take no index.
+// but blank and comment lines are not documents and take no index. Each
+// document starts at its first line of content, so that line numbers point
+// into the file.
 func splitDocuments(data []byte) []document {
 	var docs []document
 	start, startLine, line := 0, 1, 1
 	flush := func(end int) {
-		if hasContent(data[start:end]) {
-			docs = append(docs, document{text: data[start:end], line: startLine})
+		// Skip the leading blank and comment lines.
+		for start < end {
+			next := end
+			if j := bytes.IndexByte(data[start:end], '\n'); j >= 0 {
+				next = start + j + 1
+			}
+			if hasContent(data[start:next]) {
+				docs = append(docs, document{text: data[start:end], line: startLine})
+				return
+			}
+			start, startLine = next, startLine+1
 		}
 	}
 	for i := 0; i < len(data); line++ {
