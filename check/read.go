@@ -268,15 +268,20 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]Object, error) {
 	if string(data) == "null" {
 		return nil, nil
 	}
-	var tm typeMeta
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
-		return nil, errors.New("not a Kubernetes object: want a mapping with apiVersion and kind")
+	tm, err := readTypeMeta(data)
+	if err != nil {
+		return nil, err
 	}
 	if tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && tm.Items != nil) {
 		var objs []Object
 		var errs []error
 		for i, item := range tm.Items {
-			o, err := decodeObject(item, defaultNamespace)
+			itemMeta, err := readTypeMeta(item)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("items[%d]: %w", i, err))
+				continue
+			}
+			o, err := decodeObject(item, itemMeta, defaultNamespace)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("items[%d]: %w", i, err))
 				continue
@@ -285,18 +290,23 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]Object, error) {
 		}
 		return objs, errors.Join(errs...)
 	}
-	o, err := decodeObject(data, defaultNamespace)
+	o, err := decodeObject(data, tm, defaultNamespace)
 	if err != nil {
 		return nil, err
 	}
 	return []Object{o}, nil
 }
 
-func decodeObject(data []byte, defaultNamespace string) (Object, error) {
+func readTypeMeta(data []byte) (typeMeta, error) {
 	var tm typeMeta
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
-		return Object{}, errors.New("not a Kubernetes object: want a mapping with apiVersion and kind")
+		return tm, errors.New("not a Kubernetes object: want a mapping with apiVersion and kind")
 	}
+	return tm, nil
+}
+
+// decodeObject decodes one object whose type tm has been read.
+func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (Object, error) {
 	if tm.APIVersion == "" {
 		return Object{}, errors.New("apiVersion is missing")
 	}
