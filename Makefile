@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/stateguard
 FUZZTIME ?= 20s
 
-.PHONY: all build test unit fuzz lint bench check-examples clean
+.PHONY: all build test unit fuzz lint bench bench-check check-examples clean
 
 all: lint test
 
@@ -33,6 +33,14 @@ lint:
 ## bench: the engine and check benchmarks (see README "Speed")
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./engine/ ./check/
+
+## bench-check: wall time and peak memory of the binary on generated 10k and 40k object inputs, alternated
+bench-check: build
+	$(GO) run ./test/genmanifests -objects 10000 > bin/check-10k.yaml
+	$(GO) run ./test/genmanifests -objects 40000 > bin/check-40k.yaml
+	@for i in 1 2 3 4 5; do for n in 10k 40k; do \
+		/usr/bin/time -f "$$n objects: %e s wall, %M KiB peak RSS" ./$(BIN) check -f bin/check-$$n.yaml -o json > /dev/null; \
+	done; done
 
 ## check-examples: what `stateguard check -f examples/` prints
 check-examples: build
