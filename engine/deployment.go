@@ -22,52 +22,37 @@ func (e *Engine) Deployment(ctx context.Context, op admissionv1.Operation, dep, 
 	if !judged(op) {
 		return Verdict{}, nil
 	}
-	judge := func(d *appsv1.Deployment) ([]violation, error) {
+	vs, oldVs, err := judgeWithOld(func(d *appsv1.Deployment) ([]violation, error) {
 		b, err := deploymentBound(ctx, d, replicasOf(d), nil, lk)
 		if err != nil {
 			return nil, err
 		}
 		return e.deploymentViolations(ctx, d, b, lk)
-	}
-	vs, err := judge(dep)
+	}, dep, old, op == admissionv1.Update && old != nil)
 	if err != nil {
 		return Verdict{}, err
-	}
-	var oldVs []violation
-	if len(vs) > 0 && op == admissionv1.Update && old != nil {
-		if oldVs, err = judge(old); err != nil {
-			return Verdict{}, err
-		}
 	}
 	return e.resolve(ctx, "Deployment", dep, vs, oldVs, lk)
 }
 
 // Scale judges a write of a Deployment's scale subresource: dep is the
-// stored Deployment, whose own replica count is what an UPDATE changes.
+// stored Deployment, whose own replica count is what the write changes.
 func (e *Engine) Scale(ctx context.Context, op admissionv1.Operation, scale *autoscalingv1.Scale, dep *appsv1.Deployment, lk Lookup) (Verdict, error) {
 	if !judged(op) || dep == nil {
 		return Verdict{}, nil
 	}
-	b, err := deploymentBound(ctx, dep, scale.Spec.Replicas, nil, lk)
-	if err != nil {
-		return Verdict{}, err
-	}
-	if b.source == sourceReplicas {
-		b.source = sourceScale
-	}
-	vs, err := e.sharedClaims(ctx, dep, b, "spec.replicas", lk)
-	if err != nil {
-		return Verdict{}, err
-	}
-	var oldVs []violation
-	if len(vs) > 0 {
-		oldBound, err := deploymentBound(ctx, dep, replicasOf(dep), nil, lk)
+	vs, oldVs, err := judgeWithOld(func(replicas int32) ([]violation, error) {
+		b, err := deploymentBound(ctx, dep, replicas, nil, lk)
 		if err != nil {
-			return Verdict{}, err
+			return nil, err
 		}
-		if oldVs, err = e.sharedClaims(ctx, dep, oldBound, "spec.replicas", lk); err != nil {
-			return Verdict{}, err
+		if b.source == sourceReplicas {
+			b.source = sourceScale
 		}
+		return e.sharedClaims(ctx, dep, b, "spec.replicas", lk)
+	}, scale.Spec.Replicas, replicasOf(dep), true)
+	if err != nil {
+		return Verdict{}, err
 	}
 	return e.resolve(ctx, "Deployment", dep, vs, oldVs, lk)
 }
@@ -85,22 +70,16 @@ func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, op admissionv1.Ope
 	if dep == nil {
 		return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, nil, nil, lk)
 	}
-	judge := func(h *autoscalingv2.HorizontalPodAutoscaler) ([]violation, error) {
+	sameTarget := op == admissionv1.Update && old != nil && targetsDeployment(old) && old.Spec.ScaleTargetRef.Name == dep.Name
+	vs, oldVs, err := judgeWithOld(func(h *autoscalingv2.HorizontalPodAutoscaler) ([]violation, error) {
 		b, err := deploymentBound(ctx, dep, replicasOf(dep), h, lk)
 		if err != nil {
 			return nil, err
 		}
 		return e.sharedClaims(ctx, dep, b, "spec.maxReplicas", lk)
-	}
-	vs, err := judge(hpa)
+	}, hpa, old, sameTarget)
 	if err != nil {
 		return Verdict{}, err
-	}
-	var oldVs []violation
-	if len(vs) > 0 && op == admissionv1.Update && old != nil && targetsDeployment(old) && old.Spec.ScaleTargetRef.Name == dep.Name {
-		if oldVs, err = judge(old); err != nil {
-			return Verdict{}, err
-		}
 	}
 	return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, vs, oldVs, lk)
 }

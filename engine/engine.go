@@ -57,12 +57,6 @@ type Result struct {
 	Message   string        `json:"message"`
 }
 
-// String is the one-line form used in denials and warnings:
-// "rule: field: message".
-func (r Result) String() string {
-	return r.Rule + ": " + r.Field + ": " + r.Message
-}
-
 // Verdict is the engine's answer for one object.
 type Verdict struct {
 	Results []Result
@@ -100,9 +94,6 @@ func New(cfg *config.Config) *Engine {
 	}
 	return e
 }
-
-// Config returns the configuration the engine applies.
-func (e *Engine) Config() *config.Config { return e.cfg }
 
 func (e *Engine) enabled(rule string) bool { return e.cfg.Action(rule) != config.ActionOff }
 
@@ -263,6 +254,16 @@ func listContains(list, name string) bool {
 		}
 	}
 	return false
+}
+
+// judgeWithOld judges the new state and, when that finds violations and
+// there is an old state to compare with, the old state too.
+func judgeWithOld[T any](judge func(T) ([]violation, error), obj, old T, hasOld bool) (vs, oldVs []violation, err error) {
+	if vs, err = judge(obj); err != nil || len(vs) == 0 || !hasOld {
+		return vs, nil, err
+	}
+	oldVs, err = judge(old)
+	return vs, oldVs, err
 }
 
 // judged reports whether an operation is judged at all: DELETE and CONNECT never are.

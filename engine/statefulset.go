@@ -19,15 +19,11 @@ func (e *Engine) StatefulSet(ctx context.Context, op admissionv1.Operation, sts,
 	if !judged(op) {
 		return Verdict{}, nil
 	}
-	vs, err := e.statefulSetViolations(ctx, sts, lk)
+	vs, oldVs, err := judgeWithOld(func(s *appsv1.StatefulSet) ([]violation, error) {
+		return e.statefulSetViolations(ctx, s, lk)
+	}, sts, old, op == admissionv1.Update && old != nil)
 	if err != nil {
 		return Verdict{}, err
-	}
-	var oldVs []violation
-	if len(vs) > 0 && op == admissionv1.Update && old != nil {
-		if oldVs, err = e.statefulSetViolations(ctx, old, lk); err != nil {
-			return Verdict{}, err
-		}
 	}
 	return e.resolve(ctx, "StatefulSet", sts, vs, oldVs, lk)
 }
