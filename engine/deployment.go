@@ -204,12 +204,16 @@ func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bou
 			continue
 		}
 		if mode := singleWriterMode(pvc, readOnlyEverywhere(pod, v)); mode != "" {
+			// ReadWriteOncePod admits one Pod cluster-wide: the scheduler keeps the others Pending.
+			effect := "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
+			if mode == string(corev1.ReadWriteOncePod) {
+				effect = "only one Pod at a time can use it, so the other replicas stay Pending"
+			}
 			vs = append(vs, violation{
 				rule: rule, key: rule + "/" + claimName, field: f,
 				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
-					"Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: "+
-					"%s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
-					claimName, mode, b, dep.Name, b.fix()),
+					"%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
+					claimName, mode, b, dep.Name, effect, b.fix()),
 			})
 		}
 	}

@@ -31,9 +31,12 @@ func sharedMessage(claim, mode, bound string) string {
 	if hpa, ok := strings.CutPrefix(bound, "HorizontalPodAutoscaler "); ok {
 		fix = "set maxReplicas of HorizontalPodAutoscaler " + strings.Fields(hpa)[0] + " to 1"
 	}
+	effect := "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
+	if mode == "ReadWriteOncePod" {
+		effect = "only one Pod at a time can use it, so the other replicas stay Pending"
+	}
 	return fmt.Sprintf(`PersistentVolumeClaim %q is %s, but %s and every replica of Deployment "web" mounts it: `+
-		`Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: `+
-		`%s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, fix)
+		`%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, effect, fix)
 }
 
 func shared(kind, name, field, claim, mode, bound string, action config.Action) engine.Result {
