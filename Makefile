@@ -6,7 +6,17 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/stateguard
 FUZZTIME ?= 20s
 
-.PHONY: all build test unit fuzz lint bench bench-check check-examples clean
+# Control-plane binaries for the integration tests, built from Go modules
+# (hack/tools) into a folder named by their versions, so a clone builds them
+# once and later runs reuse them.
+KUBE_VERSION := 1.36.3
+ETCD_VERSION := 3.6.8
+HELM_VERSION := 4.3.1
+TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HELM_VERSION)
+export KUBEBUILDER_ASSETS := $(TOOLS)
+export STATEGUARD_HELM := $(TOOLS)/helm
+
+.PHONY: all build test unit fuzz lint bench bench-check check-examples tools clean
 
 all: lint test
 
@@ -14,8 +24,20 @@ all: lint test
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stateguard
 
-## test: lint, every test (including the ones that run the built binary), and a short fuzz run
-test: lint build unit fuzz
+## test: lint, every test (including the integration tests on a real kube-apiserver), and a short fuzz run
+test: lint build tools unit fuzz
+
+## tools: kube-apiserver, kubectl, etcd and helm in bin/tools (about 5 minutes cold, seconds warm)
+tools: $(TOOLS)/kube-apiserver $(TOOLS)/kubectl $(TOOLS)/etcd $(TOOLS)/helm
+
+$(TOOLS)/kube-apiserver $(TOOLS)/kubectl:
+	cd hack/tools/kubernetes && $(GO) build -o $@ k8s.io/kubernetes/cmd/$(@F)
+
+$(TOOLS)/etcd:
+	cd hack/tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3
+
+$(TOOLS)/helm:
+	cd hack/tools/helm && $(GO) build -o $@ helm.sh/helm/v4/cmd/helm
 
 unit:
 	$(GO) test -race -count=1 ./...
