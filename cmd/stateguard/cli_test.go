@@ -201,7 +201,6 @@ func TestExitStatus(t *testing.T) {
 		{name: "a missing file", args: []string{"check", "-f", "missing.yaml"}, wantExit: 2, wantStderr: "error: missing.yaml: no such file or directory"},
 		{name: "a bad config names the file and the field", args: []string{"check", "-f", "compliant.yaml", "--config", "bad-config.yaml"}, wantExit: 2,
 			wantStderr: `config bad-config.yaml: unknown field "rules.deployment-shared-rwo-pvc.acton"`},
-		{name: "serve is not built yet", args: []string{"serve"}, wantExit: 2, wantStderr: "stateguard serve: not built yet"},
 		{name: "audit is not built yet", args: []string{"audit", "-A"}, wantExit: 2, wantStderr: "stateguard audit: not built yet"},
 		{name: "help", args: []string{"check", "-h"}, wantExit: 0, wantStderr: "Exit status: 0 when nothing is at deny"},
 	}

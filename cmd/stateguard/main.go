@@ -52,7 +52,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version":
 		fmt.Fprintf(stdout, "stateguard %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return report.ExitOK
-	case "serve", "audit":
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "audit":
 		fmt.Fprintf(stderr, "stateguard %s: not built yet in this version; use \"stateguard check\"\n", args[0])
 		return report.ExitInvalid
 	case "help", "-h", "--help":

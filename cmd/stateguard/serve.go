@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/stateguard/stateguard/report"
+	"github.com/stateguard/stateguard/webhook"
+)
+
+// runServe runs the admission webhook until ctx ends (SIGTERM): the webhook
+// server then stops accepting, finishes in-flight reviews and closes idle
+// connections before the process exits.
+func runServe(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stateguard serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		kubeconfig, configFile, certDir, metricsAddr, probeAddr string
+		port                                                    int
+		leaderElect                                             bool
+		auditInterval                                           time.Duration
+	)
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: in-cluster, or $KUBECONFIG)")
+	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file, reloaded when it changes (default: the built-in policy)")
+	fs.IntVar(&port, "port", 9443, "the port the webhook serves on")
+	fs.StringVar(&certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "the directory holding tls.crt and tls.key, reloaded when they change")
+	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080", `the address of the metrics endpoint ("0" disables it)`)
+	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
+	fs.BoolVar(&leaderElect, "leader-elect", false, "elect a leader among replicas for the background audit")
+	fs.DurationVar(&auditInterval, "audit-interval", 0, "how often to audit the cluster in the background (0 disables it)")
+	// Stack traces only for panics: a client's malformed request is logged
+	// as an error, and a trace of the HTTP stack says nothing about it.
+	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return report.ExitOK
+		}
+		return report.ExitInvalid
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "stateguard serve: unexpected argument %q\n", fs.Arg(0))
+		return report.ExitInvalid
+	}
+	if auditInterval != 0 {
+		fmt.Fprintln(stderr, "stateguard serve: --audit-interval: the background audit is not built yet; use 0")
+		return report.ExitInvalid
+	}
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+
+	restConfig, err := restConfig(kubeconfig)
+	if err != nil {
+		fmt.Fprintf(stderr, "stateguard serve: %v\n", err)
+		return report.ExitInvalid
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "stateguard.io",
+		// Keep the caches small: nothing reads managedFields.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Port:    port,
+			CertDir: certDir,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+				c.MinVersion = tls.VersionTLS12
+				// HTTP/2 off: its stream multiplexing has had denial-of-service flaws (CVE-2023-44487).
+				c.NextProtos = []string{"http/1.1"}
+			}},
+		}),
+	})
+	if err != nil {
+		log.Error(err, "creating the manager")
+		return report.ExitInvalid
+	}
+	if err := webhook.Setup(ctx, mgr, configFile, log); err != nil {
+		log.Error(err, "setting up the webhook")
+		return report.ExitInvalid
+	}
+	log.Info("starting", "version", version, "port", port, "config", configFile)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "the manager stopped")
+		return 1
+	}
+	return report.ExitOK
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}

@@ -1,0 +1,198 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+)
+
+// judge is what every handler shares: the policy, the lookups and the way
+// a verdict becomes an admission answer. All judging happens in the engine.
+type judge struct {
+	policy  *Policy
+	lookup  engine.Lookup
+	live    client.Reader // fresh reads, for the Deployment behind a Scale
+	decoder admission.Decoder
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// answer turns a verdict into admission warnings and, when anything is at
+// deny, a denial that carries every denied violation in one message.
+// Lookup failures are the webhook's own fault: an internal error (500).
+func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) (admission.Warnings, error) {
+	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
+	if err != nil {
+		log.Error(err, "could not judge")
+		return nil, apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err))
+	}
+	warnings := admission.Warnings(v.Warnings)
+	var denials, decisions []string
+	for _, r := range v.Results {
+		j.metrics.Decisions.WithLabelValues(r.Rule, string(r.Action), string(op), kind).Inc()
+		decisions = append(decisions, r.Rule+"="+string(r.Action))
+		line := r.Rule + ": " + r.Field + ": " + r.Message
+		switch r.Action {
+		case config.ActionDeny:
+			denials = append(denials, line)
+		case config.ActionWarn:
+			warnings = append(warnings, line)
+		}
+	}
+	if len(v.Results) == 0 {
+		j.metrics.Decisions.WithLabelValues("none", "allow", string(op), kind).Inc()
+	}
+	log.V(1).Info("decision", "denied", len(denials) > 0, "results", decisions)
+	if len(denials) == 0 {
+		return warnings, nil
+	}
+	noun := "rule"
+	if len(denials) > 1 {
+		noun = "rules"
+	}
+	return warnings, fmt.Errorf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))
+}
+
+// statefulSets validates and defaults StatefulSets.
+type statefulSets struct{ *judge }
+
+var (
+	_ admission.Validator[*appsv1.StatefulSet] = statefulSets{}
+	_ admission.Defaulter[*appsv1.StatefulSet] = statefulSets{}
+)
+
+func (h statefulSets) validate(ctx context.Context, op admissionv1.Operation, obj, old *appsv1.StatefulSet) (admission.Warnings, error) {
+	v, err := h.policy.Engine().StatefulSet(ctx, op, obj, old, h.lookup)
+	return h.answer("StatefulSet", op, obj, v, err)
+}
+
+func (h statefulSets) ValidateCreate(ctx context.Context, obj *appsv1.StatefulSet) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Create, obj, nil)
+}
+
+func (h statefulSets) ValidateUpdate(ctx context.Context, old, obj *appsv1.StatefulSet) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Update, obj, old)
+}
+
+func (h statefulSets) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// Default applies the configured defaults; controller-runtime computes the
+// patch from the changed object.
+func (h statefulSets) Default(ctx context.Context, obj *appsv1.StatefulSet) error {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	var old *appsv1.StatefulSet
+	if req.Operation == admissionv1.Update {
+		old = &appsv1.StatefulSet{}
+		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return apierrors.NewBadRequest(err.Error())
+		}
+	}
+	changed, warnings, err := h.policy.Engine().DefaultStatefulSet(ctx, req.Operation, obj, old, h.lookup)
+	if err != nil {
+		h.log.Error(err, "could not default", "namespace", obj.Namespace, "name", obj.Name)
+		return apierrors.NewInternalError(err)
+	}
+	if len(changed) > 0 || len(warnings) > 0 {
+		h.log.V(1).Info("defaulted", "namespace", obj.Namespace, "name", obj.Name, "operation", req.Operation, "fields", changed, "warnings", warnings)
+	}
+	return nil
+}
+
+// deployments validates Deployments.
+type deployments struct{ *judge }
+
+var _ admission.Validator[*appsv1.Deployment] = deployments{}
+
+func (h deployments) validate(ctx context.Context, op admissionv1.Operation, obj, old *appsv1.Deployment) (admission.Warnings, error) {
+	v, err := h.policy.Engine().Deployment(ctx, op, obj, old, h.lookup)
+	return h.answer("Deployment", op, obj, v, err)
+}
+
+func (h deployments) ValidateCreate(ctx context.Context, obj *appsv1.Deployment) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Create, obj, nil)
+}
+
+func (h deployments) ValidateUpdate(ctx context.Context, old, obj *appsv1.Deployment) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Update, obj, old)
+}
+
+func (h deployments) ValidateDelete(context.Context, *appsv1.Deployment) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// autoscalers validates HorizontalPodAutoscalers (autoscaling/v2; the API
+// server converts other versions for an Equivalent match policy).
+type autoscalers struct{ *judge }
+
+var _ admission.Validator[*autoscalingv2.HorizontalPodAutoscaler] = autoscalers{}
+
+func (h autoscalers) validate(ctx context.Context, op admissionv1.Operation, obj, old *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
+	v, err := h.policy.Engine().HorizontalPodAutoscaler(ctx, op, obj, old, h.lookup)
+	return h.answer("HorizontalPodAutoscaler", op, obj, v, err)
+}
+
+func (h autoscalers) ValidateCreate(ctx context.Context, obj *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Create, obj, nil)
+}
+
+func (h autoscalers) ValidateUpdate(ctx context.Context, old, obj *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
+	return h.validate(ctx, admissionv1.Update, obj, old)
+}
+
+func (h autoscalers) ValidateDelete(context.Context, *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// scales validates writes of deployments/scale (kubectl scale). The object
+// is an autoscaling/v1 Scale, so the Deployment is read fresh.
+type scales struct{ *judge }
+
+func (h scales) Handle(ctx context.Context, req admission.Request) admission.Response {
+	// The chart registers this handler for UPDATE only (the scale
+	// subresource is never created or deleted): anything else is not a
+	// request the API server sends.
+	if req.Operation != admissionv1.Update {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("operation %q: the scale webhook judges UPDATE of deployments/scale only", req.Operation))
+	}
+	scale := &autoscalingv1.Scale{}
+	if err := h.decoder.Decode(req, scale); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	dep := &appsv1.Deployment{}
+	if err := h.live.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: req.Name}, dep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return admission.Allowed("")
+		}
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	v, err := h.policy.Engine().Scale(ctx, req.Operation, scale, dep, h.lookup)
+	warnings, err := h.answer("Scale", req.Operation, dep, v, err)
+	var status apierrors.APIStatus
+	switch {
+	case errors.As(err, &status):
+		return admission.Errored(status.Status().Code, err).WithWarnings(warnings...)
+	case err != nil:
+		return admission.Denied(err.Error()).WithWarnings(warnings...)
+	}
+	return admission.Allowed("").WithWarnings(warnings...)
+}

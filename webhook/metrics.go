@@ -1,0 +1,27 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are stateguard's own metrics, beside controller-runtime's webhook metrics.
+type Metrics struct {
+	Decisions          *prometheus.CounterVec
+	ConfigReloadErrors prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stateguard_admission_decisions_total",
+			Help: "Admission decisions by rule and effective action (deny, warn, dryrun, exempt; allow with rule none for objects without violations).",
+		}, []string{"rule", "action", "operation", "kind"}),
+		ConfigReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stateguard_config_reload_errors_total",
+			Help: "Reloads of the configuration file that failed; the last good configuration stays in force.",
+		}),
+	}
+	reg.MustRegister(m.Decisions, m.ConfigReloadErrors)
+	return m
+}

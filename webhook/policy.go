@@ -1,0 +1,100 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-logr/logr"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+)
+
+// Policy holds the engine of the current configuration and reloads it when
+// the file changes. A bad new file keeps the last good engine.
+type Policy struct {
+	file    string
+	current atomic.Pointer[engine.Engine]
+	loaded  []byte
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// NewPolicy loads file, or the built-in policy when file is "".
+func NewPolicy(file string, metrics *Metrics, log logr.Logger) (*Policy, error) {
+	p := &Policy{file: file, metrics: metrics, log: log}
+	if file == "" {
+		p.current.Store(engine.New(config.Default()))
+		return p, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		return nil, &configError{file, err}
+	}
+	p.current.Store(engine.New(cfg))
+	p.loaded = data
+	return p, nil
+}
+
+type configError struct {
+	file string
+	err  error
+}
+
+func (e *configError) Error() string { return "config " + e.file + ": " + e.err.Error() }
+
+// Engine is the engine of the last good configuration.
+func (p *Policy) Engine() *engine.Engine { return p.current.Load() }
+
+// Start watches the file's directory (a mounted ConfigMap replaces the file
+// through a symlink swap) until ctx ends. It is a manager Runnable.
+func (p *Policy) Start(ctx context.Context) error {
+	if p.file == "" {
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(p.file)); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-w.Errors:
+			p.log.Error(err, "watching the configuration file", "file", p.file)
+		case <-w.Events:
+			p.reload()
+		}
+	}
+}
+
+func (p *Policy) reload() {
+	data, err := os.ReadFile(p.file)
+	if err == nil && bytes.Equal(data, p.loaded) {
+		return
+	}
+	var cfg *config.Config
+	if err == nil {
+		cfg, err = config.Parse(data)
+	}
+	if err != nil {
+		p.metrics.ConfigReloadErrors.Inc()
+		p.log.Error(err, "the new configuration is not valid; keeping the last good one", "file", p.file)
+		return
+	}
+	p.current.Store(engine.New(cfg))
+	p.loaded = data
+	p.log.Info("configuration reloaded", "file", p.file)
+}
