@@ -42,9 +42,10 @@ $(TOOLS)/helm:
 unit:
 	$(GO) test -race -count=1 ./...
 
-## fuzz: a short run of the check input fuzzer (FUZZTIME=20s)
+## fuzz: short runs of the check input and admission review fuzzers (FUZZTIME=20s each)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckInput$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./check/
+	$(GO) test -run '^$$' -fuzz '^FuzzReviewHandler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./webhook/
 
 ## lint: gofmt and go vet
 lint:
@@ -52,9 +53,9 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: the engine and check benchmarks (see README "Speed")
+## bench: the engine, check and admission review benchmarks (see README "Speed")
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./engine/ ./check/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./engine/ ./check/ ./webhook/
 
 ## bench-check: wall time and peak memory of the binary on generated 10k and 40k object inputs, alternated
 bench-check: build

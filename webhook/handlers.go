@@ -27,7 +27,6 @@ type judge struct {
 	policy  *Policy
 	lookup  engine.Lookup
 	live    client.Reader // fresh reads, for the Deployment behind a Scale
-	decoder admission.Decoder
 	metrics *Metrics
 	log     logr.Logger
 }
@@ -103,7 +102,7 @@ func (h statefulSets) Default(ctx context.Context, obj *appsv1.StatefulSet) erro
 	var old *appsv1.StatefulSet
 	if req.Operation == admissionv1.Update {
 		old = &appsv1.StatefulSet{}
-		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+		if err := decodeObject(req.OldObject, old); err != nil {
 			return apierrors.NewBadRequest(err.Error())
 		}
 	}
@@ -175,7 +174,7 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("operation %q: the scale webhook judges UPDATE of deployments/scale only", req.Operation))
 	}
 	scale := &autoscalingv1.Scale{}
-	if err := h.decoder.Decode(req, scale); err != nil {
+	if err := decodeObject(req.Object, scale); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	dep := &appsv1.Deployment{}

@@ -3,9 +3,7 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync/atomic"
@@ -52,20 +50,12 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 		policy:  policy,
 		lookup:  &cacheLookup{cache: mgr.GetCache(), live: mgr.GetAPIReader()},
 		live:    mgr.GetAPIReader(),
-		decoder: admission.NewDecoder(mgr.GetScheme()),
 		metrics: metrics,
 		log:     log.WithName("admission"),
 	}
-	scheme := mgr.GetScheme()
 	server := mgr.GetWebhookServer()
-	for path, hook := range map[string]*admission.Webhook{
-		PathValidateStatefulSet: admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](statefulSets{j})),
-		PathMutateStatefulSet:   admission.WithDefaulter(scheme, admission.Defaulter[*appsv1.StatefulSet](statefulSets{j})),
-		PathValidateDeployment:  admission.WithValidator(scheme, admission.Validator[*appsv1.Deployment](deployments{j})),
-		PathValidateHPA:         admission.WithValidator(scheme, admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](autoscalers{j})),
-		PathValidateScale:       {Handler: scales{j}},
-	} {
-		server.Register(path, withHTTPStatus(hook))
+	for path, handler := range handlers(j) {
+		server.Register(path, handler)
 	}
 	if err := mgr.Add(policy); err != nil {
 		return err
@@ -103,40 +93,19 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 	return mgr.AddHealthzCheck("ping", healthz.Ping)
 }
 
-// withHTTPStatus gives a request the webhook could not read (its answer
-// names no request UID) the answer's 4xx status instead of 200, so that
-// malformed bodies show up as client errors.
-func withHTTPStatus(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &bufferedResponse{header: w.Header()}
-		next.ServeHTTP(rec, r)
-		var review struct {
-			Response struct {
-				UID    string `json:"uid"`
-				Status *struct {
-					Code int `json:"code"`
-				} `json:"status"`
-			} `json:"response"`
-		}
-		code := rec.code
-		if code == 0 {
-			code = http.StatusOK
-		}
-		if code == http.StatusOK && json.Unmarshal(rec.body.Bytes(), &review) == nil && review.Response.UID == "" &&
-			review.Response.Status != nil && review.Response.Status.Code >= 400 && review.Response.Status.Code < 500 {
-			code = review.Response.Status.Code
-		}
-		w.WriteHeader(code)
-		_, _ = w.Write(rec.body.Bytes())
-	})
+// handlers are the webhook's HTTP handlers around one judge, by path.
+func handlers(j *judge) map[string]http.Handler {
+	byPath := map[string]admission.Handler{
+		PathValidateStatefulSet: validating(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Validator[*appsv1.StatefulSet](statefulSets{j})),
+		PathMutateStatefulSet:   defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Defaulter[*appsv1.StatefulSet](statefulSets{j})),
+		PathValidateDeployment:  validating(func() *appsv1.Deployment { return &appsv1.Deployment{} }, admission.Validator[*appsv1.Deployment](deployments{j})),
+		PathValidateHPA: validating(func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} },
+			admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](autoscalers{j})),
+		PathValidateScale: scales{j},
+	}
+	served := make(map[string]http.Handler, len(byPath))
+	for path, handler := range byPath {
+		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, log: j.log}
+	}
+	return served
 }
-
-type bufferedResponse struct {
-	header http.Header
-	body   bytes.Buffer
-	code   int
-}
-
-func (b *bufferedResponse) Header() http.Header         { return b.header }
-func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
-func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }

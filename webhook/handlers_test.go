@@ -1,0 +1,393 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/stateguard/stateguard/lookup"
+)
+
+// testServer is the webhook's handlers around an in-memory lookup of objs
+// (also readable through the live client), with the policy cfg ("" for the
+// built-in one).
+type testServer struct {
+	handlers map[string]http.Handler
+	judge    *judge
+	metrics  *Metrics
+}
+
+func newTestServer(tb testing.TB, cfg string, objs ...runtime.Object) *testServer {
+	tb.Helper()
+	var file string
+	if cfg != "" {
+		file = filepath.Join(tb.TempDir(), "stateguard.yaml")
+		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	policy, err := NewPolicy(file, metrics, logr.Discard())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		tb.Fatal(err)
+	}
+	index := lookup.NewIndex()
+	for _, obj := range objs {
+		index.Add(obj)
+	}
+	j := &judge{
+		policy:  policy,
+		lookup:  index,
+		live:    fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build(),
+		metrics: metrics,
+		log:     logr.Discard(),
+	}
+	return &testServer{handlers: handlers(j), judge: j, metrics: metrics}
+}
+
+// post sends body to path and returns the HTTP status and the decoded review.
+func (s *testServer) post(tb testing.TB, path string, body []byte) (int, *admissionv1.AdmissionReview) {
+	tb.Helper()
+	rec := httptest.NewRecorder()
+	s.handlers[path].ServeHTTP(rec, newReviewRequest(path, body))
+	review := &admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(rec.Body.Bytes(), review); err != nil {
+		tb.Fatalf("%s: answer is not an AdmissionReview: %v\n%s", path, err, rec.Body.String())
+	}
+	return rec.Code, review
+}
+
+func newReviewRequest(path string, body []byte) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+// reviewOf is the AdmissionReview the API server sends for a write of obj.
+func reviewOf(tb testing.TB, op admissionv1.Operation, kind metav1.GroupVersionKind, resource string, obj, old runtime.Object) []byte {
+	tb.Helper()
+	raw := func(o runtime.Object) runtime.RawExtension {
+		if o == nil {
+			return runtime.RawExtension{}
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return runtime.RawExtension{Raw: b}
+	}
+	meta := obj.(metav1.Object)
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID("7d0c7c4e-1d2b-4c53-9a51-" + meta.GetName()),
+			Kind:      kind,
+			Resource:  metav1.GroupVersionResource{Group: kind.Group, Version: kind.Version, Resource: resource},
+			Name:      meta.GetName(),
+			Namespace: meta.GetNamespace(),
+			Operation: op,
+			UserInfo:  authenticationUser,
+			Object:    raw(obj),
+			OldObject: raw(old),
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+var statefulSetKind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"}
+
+// postgres is a StatefulSet as a database chart renders it, after the API
+// server's defaulting: probes, resources, a security context, a scratch
+// emptyDir at /tmp, shared memory, a claim template for the data, the
+// last-applied annotation and the managed fields of kubectl apply.
+func postgres(namespace string) *appsv1.StatefulSet {
+	labels := map[string]string{"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "orders", "app.kubernetes.io/component": "primary"}
+	probe := &corev1.Probe{
+		ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "exec pg_isready -U postgres -h 127.0.0.1 -p 5432"}}},
+		InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 6,
+	}
+	sts := &appsv1.StatefulSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-postgresql", Namespace: namespace, Labels: labels},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:       ptr(int32(1)),
+			ServiceName:    "orders-postgresql-hl",
+			Selector:       &metav1.LabelSelector{MatchLabels: labels},
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr(int64(1001)), RunAsUser: ptr(int64(1001)), RunAsNonRoot: ptr(true)},
+					Containers: []corev1.Container{{
+						Name:  "postgresql",
+						Image: "registry.example.com/postgresql:17.2.0",
+						Ports: []corev1.ContainerPort{{Name: "tcp-postgresql", ContainerPort: 5432, Protocol: corev1.ProtocolTCP}},
+						Env: []corev1.EnvVar{
+							{Name: "POSTGRESQL_PORT_NUMBER", Value: "5432"},
+							{Name: "PGDATA", Value: "/bitnami/postgresql/data"},
+							{Name: "POSTGRES_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "orders-postgresql"}, Key: "postgres-password"}}},
+						},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+						},
+						LivenessProbe:  probe,
+						ReadinessProbe: probe,
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "empty-dir", MountPath: "/tmp", SubPath: "tmp-dir"},
+							{Name: "dshm", MountPath: "/dev/shm"},
+							{Name: "data", MountPath: "/bitnami/postgresql"},
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "empty-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						{Name: "dshm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
+					},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("8Gi")}},
+				},
+			}},
+		},
+	}
+	// The manifest as applied, then the fields the API server defaults.
+	applied, _ := json.Marshal(sts)
+	sts.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: string(applied)}
+	sts.Spec.PodManagementPolicy = appsv1.OrderedReadyPodManagement
+	sts.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+		WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType, WhenScaled: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+	}
+	sts.ManagedFields = []metav1.ManagedFieldsEntry{{
+		Manager: "kubectl-client-side-apply", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", FieldsType: "FieldsV1",
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}},"f:labels":{}},"f:spec":{"f:replicas":{},"f:selector":{},"f:serviceName":{},"f:template":{},"f:volumeClaimTemplates":{}}}`)},
+	}}
+	return sts
+}
+
+func headlessFor(sts *appsv1.StatefulSet) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: sts.Spec.ServiceName, Namespace: sts.Namespace},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: sts.Spec.Template.Labels},
+	}
+}
+
+func namespaceObj(name string, annotations map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}}
+}
+
+func TestStatefulSetReviews(t *testing.T) {
+	db := postgres("shop")
+	for _, tt := range []struct {
+		name     string
+		cfg      string
+		objs     []runtime.Object
+		want     admissionv1.AdmissionResponse
+		wantCode int
+	}{
+		{
+			name: "compliant", objs: []runtime.Object{namespaceObj("shop", nil), headlessFor(db)},
+			want: admissionv1.AdmissionResponse{Allowed: true, Result: &metav1.Status{Code: http.StatusOK}},
+		},
+		{
+			name: "a missing Service is denied with the rule, field and fix", objs: []runtime.Object{namespaceObj("shop", nil)},
+			want: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: `StatefulSet "orders-postgresql" violates 1 stateguard rule:
+statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`}},
+		},
+		{
+			name: "the namespace annotation turns the denial into a warning",
+			objs: []runtime.Object{namespaceObj("shop", map[string]string{"stateguard.io/enforcement": "warn"})},
+			want: admissionv1.AdmissionResponse{Allowed: true, Result: &metav1.Status{Code: http.StatusOK}, Warnings: []string{
+				`statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`,
+			}},
+		},
+		{
+			name: "dryrun neither denies nor warns", cfg: "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n",
+			objs: []runtime.Object{namespaceObj("shop", nil)},
+			want: admissionv1.AdmissionResponse{Allowed: true, Result: &metav1.Status{Code: http.StatusOK}},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, tt.cfg, tt.objs...)
+			code, review := s.post(t, PathValidateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", db, nil))
+			if code != http.StatusOK {
+				t.Errorf("HTTP %d, want 200", code)
+			}
+			tt.want.UID = types.UID("7d0c7c4e-1d2b-4c53-9a51-orders-postgresql")
+			if diff := cmp.Diff(&tt.want, review.Response); diff != "" {
+				t.Errorf("response (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecisionsAreCounted(t *testing.T) {
+	s := newTestServer(t, "", namespaceObj("shop", nil))
+	body := reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil)
+	s.post(t, PathValidateStatefulSet, body)
+	s.post(t, PathValidateStatefulSet, body)
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", "CREATE", "StatefulSet")); got != 2 {
+		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny} = %v, want 2", got)
+	}
+}
+
+func TestDefaultingPatch(t *testing.T) {
+	const defaults = "apiVersion: stateguard.io/v1alpha1\nkind: Config\ndefaults:\n  podManagementPolicy: Parallel\n"
+	db := postgres("shop")
+	for _, tt := range []struct {
+		name, cfg string
+		want      []string
+	}{
+		{name: "no defaults configured, no patch", cfg: "", want: nil},
+		{name: "podManagementPolicy omitted from the manifest", cfg: defaults, want: []string{
+			`{"op":"add","path":"/metadata/annotations/stateguard.io~1defaulted","value":"podManagementPolicy"}`,
+			`{"op":"replace","path":"/spec/podManagementPolicy","value":"Parallel"}`,
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, tt.cfg, namespaceObj("shop", nil), headlessFor(db))
+			_, review := s.post(t, PathMutateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", db, nil))
+			if !review.Response.Allowed {
+				t.Fatalf("not allowed: %v", review.Response.Result)
+			}
+			var got []string
+			if len(review.Response.Patch) > 0 {
+				var ops []json.RawMessage
+				if err := json.Unmarshal(review.Response.Patch, &ops); err != nil {
+					t.Fatal(err)
+				}
+				for _, op := range ops {
+					got = append(got, string(op))
+				}
+			}
+			slices.Sort(got) // the order of a patch's operations carries no meaning
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("patch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestScaleReviews(t *testing.T) {
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "uploads", Namespace: "shop"},
+		Spec:       corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+	}
+	web := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr(int32(1)),
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "web", Image: "nginx", VolumeMounts: []corev1.VolumeMount{{Name: "u", MountPath: "/u"}}}},
+				Volumes:    []corev1.Volume{{Name: "u", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "uploads"}}}},
+			}},
+		},
+	}
+	s := newTestServer(t, "", namespaceObj("shop", nil), claim, web)
+	scale := func(replicas int32) *autoscalingv1.Scale {
+		return &autoscalingv1.Scale{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v1", Kind: "Scale"},
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+			Spec:       autoscalingv1.ScaleSpec{Replicas: replicas},
+		}
+	}
+	kind := metav1.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}
+
+	_, review := s.post(t, PathValidateScale, reviewOf(t, admissionv1.Update, kind, "deployments", scale(3), scale(1)))
+	if review.Response.Allowed || !strings.Contains(review.Response.Result.Message, "deployment-shared-rwo-pvc: spec.replicas:") {
+		t.Errorf("scaling to 3 over a ReadWriteOnce claim: allowed=%v %v", review.Response.Allowed, review.Response.Result)
+	}
+	if _, review = s.post(t, PathValidateScale, reviewOf(t, admissionv1.Update, kind, "deployments", scale(1), scale(3))); !review.Response.Allowed {
+		t.Errorf("scaling to 1: denied: %v", review.Response.Result)
+	}
+	// A readable request the chart never sends: refused as a bad request.
+	if _, review = s.post(t, PathValidateScale, reviewOf(t, admissionv1.Create, kind, "deployments", scale(1), nil)); review.Response.Allowed || review.Response.Result.Code != http.StatusBadRequest {
+		t.Errorf("a CREATE of a Scale: allowed=%v %v, want a 400 refusal", review.Response.Allowed, review.Response.Result)
+	}
+}
+
+func TestMalformedReviewsGet4xx(t *testing.T) {
+	s := newTestServer(t, "")
+	for _, body := range []string{"", "{", `{"apiVersion":"v1","kind":"Pod"}`, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`} {
+		for path := range s.handlers {
+			if code, _ := s.post(t, path, []byte(body)); code < 400 || code >= 500 {
+				t.Errorf("%s with body %q: HTTP %d, want 4xx", path, body, code)
+			}
+		}
+	}
+}
+
+// BenchmarkStatefulSetReview is one validating review of a realistic
+// StatefulSet through the HTTP handler: decode, judge, encode. The
+// controller-runtime case runs the same validator behind
+// controller-runtime's own decoding, for comparison.
+func BenchmarkStatefulSetReview(b *testing.B) {
+	db := postgres("shop")
+	s := newTestServer(b, "", namespaceObj("shop", nil), headlessFor(db))
+	body := reviewOf(b, admissionv1.Create, statefulSetKind, "statefulsets", db, nil)
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		b.Fatal(err)
+	}
+	for _, bench := range []struct {
+		name    string
+		handler http.Handler
+	}{
+		{"stateguard", s.handlers[PathValidateStatefulSet]},
+		{"controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](statefulSets{s.judge}))},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				bench.handler.ServeHTTP(rec, newReviewRequest(PathValidateStatefulSet, body))
+				if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
+					b.Fatalf("HTTP %d: %s", rec.Code, rec.Body.String())
+				}
+			}
+		})
+	}
+}
+
+var authenticationUser = authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters", "system:authenticated"}}
+
+func ptr[T any](v T) *T { return &v }
