@@ -3,11 +3,11 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -268,38 +269,64 @@ func TestDecisionsAreCounted(t *testing.T) {
 	}
 }
 
+// TestDefaultingPatch applies the answer's patch to the request's object
+// the way the API server does and checks the result.
 func TestDefaultingPatch(t *testing.T) {
-	const defaults = "apiVersion: stateguard.io/v1alpha1\nkind: Config\ndefaults:\n  podManagementPolicy: Parallel\n"
-	db := postgres("shop")
+	const defaults = "apiVersion: stateguard.io/v1alpha1\nkind: Config\ndefaults:\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n"
+	withoutAnnotations := postgres("shop")
+	withoutAnnotations.Annotations = nil
+	withoutAnnotations.ManagedFields = nil
+	userChoseOrderedReady := postgres("shop")
+	userChoseOrderedReady.Annotations[corev1.LastAppliedConfigAnnotation] = strings.Replace(
+		userChoseOrderedReady.Annotations[corev1.LastAppliedConfigAnnotation], `"spec":{`, `"spec":{"podManagementPolicy":"OrderedReady",`, 1)
 	for _, tt := range []struct {
 		name, cfg string
-		want      []string
+		obj       *appsv1.StatefulSet
+		wantPatch bool
+		want      string // podManagementPolicy whenDeleted whenScaled, annotation stateguard.io/defaulted
 	}{
-		{name: "no defaults configured, no patch", cfg: "", want: nil},
-		{name: "podManagementPolicy omitted from the manifest", cfg: defaults, want: []string{
-			`{"op":"add","path":"/metadata/annotations/stateguard.io~1defaulted","value":"podManagementPolicy"}`,
-			`{"op":"replace","path":"/spec/podManagementPolicy","value":"Parallel"}`,
-		}},
+		{name: "no defaults configured, no patch", obj: postgres("shop"), want: "OrderedReady Retain Retain "},
+		{name: "fields omitted from the manifest", cfg: defaults, obj: postgres("shop"), wantPatch: true,
+			want: "Parallel Delete Retain persistentVolumeClaimRetentionPolicy.whenDeleted,podManagementPolicy"},
+		{name: "an object without annotations", cfg: defaults, obj: withoutAnnotations, wantPatch: true,
+			want: "Parallel Delete Retain persistentVolumeClaimRetentionPolicy.whenDeleted,podManagementPolicy"},
+		{name: "a field the manifest sets is kept", cfg: defaults, obj: userChoseOrderedReady, wantPatch: true,
+			want: "OrderedReady Delete Retain persistentVolumeClaimRetentionPolicy.whenDeleted"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, tt.cfg, namespaceObj("shop", nil), headlessFor(db))
-			_, review := s.post(t, PathMutateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", db, nil))
+			s := newTestServer(t, tt.cfg, namespaceObj("shop", nil), headlessFor(tt.obj))
+			body := reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", tt.obj, nil)
+			_, review := s.post(t, PathMutateStatefulSet, body)
 			if !review.Response.Allowed {
 				t.Fatalf("not allowed: %v", review.Response.Result)
 			}
-			var got []string
-			if len(review.Response.Patch) > 0 {
-				var ops []json.RawMessage
-				if err := json.Unmarshal(review.Response.Patch, &ops); err != nil {
+			if got := len(review.Response.Patch) > 0; got != tt.wantPatch {
+				t.Fatalf("patch %s, want a patch: %v", review.Response.Patch, tt.wantPatch)
+			}
+			objJSON, err := json.Marshal(tt.obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantPatch {
+				patch, err := jsonpatch.DecodePatch(review.Response.Patch)
+				if err != nil {
 					t.Fatal(err)
 				}
-				for _, op := range ops {
-					got = append(got, string(op))
+				if objJSON, err = patch.Apply(objJSON); err != nil {
+					t.Fatalf("applying %s: %v", review.Response.Patch, err)
 				}
 			}
-			slices.Sort(got) // the order of a patch's operations carries no meaning
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("patch (-want +got):\n%s", diff)
+			var got appsv1.StatefulSet
+			if err := json.Unmarshal(objJSON, &got); err != nil {
+				t.Fatal(err)
+			}
+			r := got.Spec.PersistentVolumeClaimRetentionPolicy
+			summary := fmt.Sprintf("%s %s %s %s", got.Spec.PodManagementPolicy, r.WhenDeleted, r.WhenScaled, got.Annotations["stateguard.io/defaulted"])
+			if summary != tt.want {
+				t.Errorf("after the patch: %q, want %q", summary, tt.want)
+			}
+			if got.Annotations[corev1.LastAppliedConfigAnnotation] != tt.obj.Annotations[corev1.LastAppliedConfigAnnotation] {
+				t.Errorf("the patch changed the last-applied annotation")
 			}
 		})
 	}
@@ -355,13 +382,13 @@ func TestMalformedReviewsGet4xx(t *testing.T) {
 	}
 }
 
-// BenchmarkStatefulSetReview is one validating review of a realistic
-// StatefulSet through the HTTP handler: decode, judge, encode. The
+// BenchmarkStatefulSetReview is one review of a realistic StatefulSet
+// through the HTTP handlers: decode, judge or default, encode. The
 // controller-runtime case runs the same validator behind
 // controller-runtime's own decoding, for comparison.
 func BenchmarkStatefulSetReview(b *testing.B) {
 	db := postgres("shop")
-	s := newTestServer(b, "", namespaceObj("shop", nil), headlessFor(db))
+	s := newTestServer(b, "apiVersion: stateguard.io/v1alpha1\nkind: Config\ndefaults: {podManagementPolicy: Parallel}\n", namespaceObj("shop", nil), headlessFor(db))
 	body := reviewOf(b, admissionv1.Create, statefulSetKind, "statefulsets", db, nil)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -371,8 +398,9 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 		name    string
 		handler http.Handler
 	}{
-		{"stateguard", s.handlers[PathValidateStatefulSet]},
-		{"controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](statefulSets{s.judge}))},
+		{"validate", s.handlers[PathValidateStatefulSet]},
+		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](statefulSets{s.judge}))},
+		{"mutate", s.handlers[PathMutateStatefulSet]},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
 			b.ReportAllocs()

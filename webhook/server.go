@@ -97,7 +97,7 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 func handlers(j *judge) map[string]http.Handler {
 	byPath := map[string]admission.Handler{
 		PathValidateStatefulSet: validating(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Validator[*appsv1.StatefulSet](statefulSets{j})),
-		PathMutateStatefulSet:   defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Defaulter[*appsv1.StatefulSet](statefulSets{j})),
+		PathMutateStatefulSet:   defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Defaulter[*appsv1.StatefulSet](statefulSets{j}), statefulSetPatch),
 		PathValidateDeployment:  validating(func() *appsv1.Deployment { return &appsv1.Deployment{} }, admission.Validator[*appsv1.Deployment](deployments{j})),
 		PathValidateHPA: validating(func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} },
 			admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](autoscalers{j})),

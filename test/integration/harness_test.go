@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ var (
 	kubeconfig string // a cluster-admin kubeconfig for kubectl
 	clientset  *kubernetes.Clientset
 	serverURL  string  // https://127.0.0.1:PORT of the stateguard binary
+	metricsURL string  // http://127.0.0.1:PORT/metrics of the stateguard binary
 	certDir    string  // the --cert-dir of the stateguard binary
 	configFile string  // the --config of the stateguard binary
 	ca         *testCA // the CA the webhook configurations trust
@@ -120,6 +122,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	serverURL = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
 	logFile = filepath.Join(work, "stateguard.log")
 	log, err := os.Create(logFile)
 	if err != nil {
@@ -409,7 +412,7 @@ func kubectlIn(stdin string, args ...string) (string, string, error) {
 }
 
 // namespace creates a namespace for one test, with labels and annotations.
-func namespace(t *testing.T, labels, annotations map[string]string) string {
+func namespace(t testing.TB, labels, annotations map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Labels: labels, Annotations: annotations}}
 	ns, err := clientset.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{})
@@ -417,6 +420,34 @@ func namespace(t *testing.T, labels, annotations map[string]string) string {
 		t.Fatal(err)
 	}
 	return ns.Name
+}
+
+// metricSum scrapes the webhook's metrics and sums the samples of the
+// series whose name and labels start with prefix.
+func metricSum(tb testing.TB, prefix string) float64 {
+	tb.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sum float64
+	for line := range strings.Lines(string(body)) {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			tb.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 func lastLines(b []byte, n int) string {

@@ -335,3 +335,22 @@ func TestMalformedReviews(t *testing.T) {
 	stderr := mustDeny(t, namespace(t, nil, nil), statefulSetWithoutService("db"), "--dry-run=server")
 	contains(t, stderr, "statefulset-headless-service: spec.serviceName:")
 }
+
+func TestMetrics(t *testing.T) {
+	ns := namespace(t, nil, nil)
+	before := metricSum(t, `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`)
+	mustDeny(t, ns, statefulSetWithoutService("db"))
+	mustApply(t, ns, headlessService("web")+"---\n"+statefulSet("web", ""))
+	if got := metricSum(t, `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`); got != before+1 {
+		t.Errorf("denials counted: %v, want %v", got, before+1)
+	}
+	if got := metricSum(t, `stateguard_admission_decisions_total{action="allow",kind="StatefulSet",operation="CREATE",rule="none"}`); got < 1 {
+		t.Errorf("admissions without violations counted: %v, want at least 1", got)
+	}
+	if got := metricSum(t, `controller_runtime_webhook_requests_total{code="200",webhook="/validate-apps-v1-statefulset"}`); got < 2 {
+		t.Errorf("controller-runtime's webhook request counter: %v, want at least 2", got)
+	}
+	if got := metricSum(t, "stateguard_config_reload_errors_total"); got < 0 {
+		t.Errorf("stateguard_config_reload_errors_total: %v", got)
+	}
+}
