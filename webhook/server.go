@@ -4,9 +4,12 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -35,16 +39,31 @@ var cachedKinds = []client.Object{
 	&appsv1.Deployment{}, &autoscalingv2.HorizontalPodAutoscaler{},
 }
 
+// Options configure Setup.
+type Options struct {
+	ConfigFile string // the policy file; "" runs the built-in policy
+	CertDir    string // holds tls.crt and tls.key
+	// CertRotation, when set, has stateguard keep its own CA and serving
+	// certificate in a Secret and inject the CA into its webhook
+	// configurations.
+	CertRotation *CertRotation
+}
+
 // Setup registers the handlers, the HPA index, the configuration watcher
-// and the readiness checks on mgr. configFile "" runs the built-in policy.
-func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr.Logger) error {
+// and the readiness checks on mgr.
+func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logger) error {
 	metrics := NewMetrics(ctrlmetrics.Registry)
-	policy, err := NewPolicy(configFile, metrics, log.WithName("policy"))
+	policy, err := NewPolicy(opts.ConfigFile, metrics, log.WithName("policy"))
 	if err != nil {
 		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &autoscalingv2.HorizontalPodAutoscaler{}, hpaTargetIndex, indexHPATarget); err != nil {
 		return err
+	}
+	if opts.CertRotation != nil {
+		if err := addCertRotator(mgr, *opts.CertRotation, opts.CertDir); err != nil {
+			return err
+		}
 	}
 	j := &judge{
 		policy:  policy,
@@ -53,11 +72,24 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 		metrics: metrics,
 		log:     log.WithName("admission"),
 	}
-	server := mgr.GetWebhookServer()
-	for path, handler := range handlers(j) {
-		server.Register(path, handler)
+	// The webhook server starts once the certificate is in place (a Secret
+	// volume fills in after the Pod starts when stateguard issues it
+	// itself); until then the replica is not ready.
+	var server atomic.Pointer[webhook.Server]
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+		if err := waitForCertificate(ctx, opts.CertDir, log); err != nil {
+			return err
+		}
+		s := mgr.GetWebhookServer()
+		for path, handler := range handlers(j) {
+			s.Register(path, handler)
+		}
+		server.Store(&s)
+		return nil
+	})); err != nil {
+		return err
 	}
-	if err := mgr.Add(policy); err != nil {
+	if err := mgr.Add(everyReplica(policy.Start)); err != nil {
 		return err
 	}
 
@@ -69,7 +101,7 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 		}
 	}
 	var synced atomic.Bool
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return ctx.Err()
 		}
@@ -87,10 +119,42 @@ func Setup(ctx context.Context, mgr manager.Manager, configFile string, log logr
 	}); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
+		s := server.Load()
+		if s == nil {
+			return errors.New("waiting for the serving certificate")
+		}
+		return (*s).StartedChecker()(req)
+	}); err != nil {
 		return err
 	}
 	return mgr.AddHealthzCheck("ping", healthz.Ping)
+}
+
+// everyReplica is a runnable that runs on every replica, not only on the
+// elected leader.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// waitForCertificate waits until dir holds a usable tls.crt and tls.key.
+func waitForCertificate(ctx context.Context, dir string, log logr.Logger) error {
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	for logged := false; ; logged = true {
+		_, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err == nil {
+			return nil
+		}
+		if !logged {
+			log.Info("waiting for the serving certificate", "dir", dir, "reason", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // handlers are the webhook's HTTP handlers around one judge, by path.

@@ -201,6 +201,8 @@ func TestExitStatus(t *testing.T) {
 		{name: "a missing file", args: []string{"check", "-f", "missing.yaml"}, wantExit: 2, wantStderr: "error: missing.yaml: no such file or directory"},
 		{name: "a bad config names the file and the field", args: []string{"check", "-f", "compliant.yaml", "--config", "bad-config.yaml"}, wantExit: 2,
 			wantStderr: `config bad-config.yaml: unknown field "rules.deployment-shared-rwo-pvc.acton"`},
+		{name: "self-managed TLS needs all its names", args: []string{"serve", "--cert-secret", "sg-tls"}, wantExit: 2,
+			wantStderr: "self-managed TLS needs --cert-secret, --webhook-service, --webhook-configuration and --namespace"},
 		{name: "audit is not built yet", args: []string{"audit", "-A"}, wantExit: 2, wantStderr: "stateguard audit: not built yet"},
 		{name: "help", args: []string{"check", "-h"}, wantExit: 0, wantStderr: "Exit status: 0 when nothing is at deny"},
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -30,10 +31,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stateguard serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		kubeconfig, configFile, certDir, metricsAddr, probeAddr string
-		port                                                    int
-		leaderElect                                             bool
-		auditInterval                                           time.Duration
+		kubeconfig, configFile, certDir, metricsAddr, probeAddr     string
+		certSecret, webhookService, webhookConfiguration, namespace string
+		port                                                        int
+		leaderElect                                                 bool
+		auditInterval                                               time.Duration
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: in-cluster, or $KUBECONFIG)")
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file, reloaded when it changes (default: the built-in policy)")
@@ -45,6 +47,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&auditInterval, "audit-interval", 0, "how often to audit the cluster in the background (0 disables it)")
 	// Stack traces only for panics: a client's malformed request is logged
 	// as an error, and a trace of the HTTP stack says nothing about it.
+	fs.StringVar(&certSecret, "cert-secret", "", "self-managed TLS: keep a generated CA and serving certificate in this Secret (mounted at --cert-dir), renew them, and inject the CA into the webhook configurations")
+	fs.StringVar(&webhookService, "webhook-service", "", "self-managed TLS: the Service the API server calls (the certificate is for NAME.NAMESPACE.svc)")
+	fs.StringVar(&webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the name of the validating and mutating webhook configurations")
+	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "self-managed TLS: the namespace of the Secret and the Service (default: $POD_NAMESPACE)")
 	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +67,17 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "stateguard serve: --audit-interval: the background audit is not built yet; use 0")
 		return report.ExitInvalid
 	}
+	opts := webhook.Options{ConfigFile: configFile, CertDir: certDir}
+	if certSecret != "" || webhookService != "" || webhookConfiguration != "" {
+		if certSecret == "" || webhookService == "" || webhookConfiguration == "" || namespace == "" {
+			fmt.Fprintln(stderr, "stateguard serve: self-managed TLS needs --cert-secret, --webhook-service, --webhook-configuration and --namespace (or $POD_NAMESPACE) together")
+			return report.ExitInvalid
+		}
+		opts.CertRotation = &webhook.CertRotation{
+			Namespace: namespace, Secret: certSecret, Service: webhookService,
+			WebhookConfiguration: webhookConfiguration, LeaderElection: leaderElect,
+		}
+	}
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)
 
@@ -74,11 +91,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		panic(err)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "stateguard.io",
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "stateguard.io",
+		LeaderElectionNamespace: namespace, // in a cluster, "" means the Pod's own
 		// Keep the caches small: nothing reads managedFields.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
@@ -95,7 +113,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error(err, "creating the manager")
 		return report.ExitInvalid
 	}
-	if err := webhook.Setup(ctx, mgr, configFile, log); err != nil {
+	if err := webhook.Setup(ctx, mgr, opts, log); err != nil {
 		log.Error(err, "setting up the webhook")
 		return report.ExitInvalid
 	}
