@@ -38,15 +38,17 @@ import (
 
 // The control plane and the webhook, shared by every test of the package.
 var (
-	kubeconfig string // a cluster-admin kubeconfig for kubectl
-	clientset  *kubernetes.Clientset
-	serverURL  string  // https://127.0.0.1:PORT of the stateguard binary
-	metricsURL string  // http://127.0.0.1:PORT/metrics of the stateguard binary
-	certDir    string  // the --cert-dir of the stateguard binary
-	configFile string  // the --config of the stateguard binary
-	ca         *testCA // the CA the webhook configurations trust
-	kubectlBin string
-	logFile    string
+	kubeconfig    string // a cluster-admin kubeconfig for kubectl
+	clientset     *kubernetes.Clientset
+	serverURL     string  // https://127.0.0.1:PORT of the stateguard binary
+	metricsURL    string  // http://127.0.0.1:PORT/metrics of the stateguard binary
+	certDir       string  // the --cert-dir of the stateguard binary
+	configFile    string  // the --config of the stateguard binary
+	ca            *testCA // the CA the webhook configurations trust
+	kubectlBin    string
+	stateguardBin string // the binary under test
+	helmBin       string
+	logFile       string
 )
 
 // The release namespace the chart is rendered for; the chart excludes it.
@@ -69,7 +71,7 @@ func run(m *testing.M) (int, error) {
 			return 0, fmt.Errorf("missing %q: run the tests with `make test`, which builds kube-apiserver, etcd, kubectl and helm (KUBEBUILDER_ASSETS=%q, STATEGUARD_HELM=%q)", bin, assets, helm)
 		}
 	}
-	kubectlBin = filepath.Join(assets, "kubectl")
+	kubectlBin, helmBin = filepath.Join(assets, "kubectl"), helm
 	work, err := os.MkdirTemp("", "stateguard-integration")
 	if err != nil {
 		return 0, err
@@ -98,8 +100,8 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 
-	binary := filepath.Join(work, "stateguard")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/stateguard").CombinedOutput(); err != nil {
+	stateguardBin = filepath.Join(work, "stateguard")
+	if out, err := exec.Command("go", "build", "-o", stateguardBin, "../../cmd/stateguard").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("building stateguard: %v\n%s", err, out)
 	}
 	certDir = filepath.Join(work, "certs")
@@ -130,7 +132,7 @@ func run(m *testing.M) (int, error) {
 	}
 	defer log.Close()
 	ctx, stop := context.WithCancel(context.Background())
-	serve := exec.CommandContext(ctx, binary, "serve",
+	serve := exec.CommandContext(ctx, stateguardBin, "serve",
 		"--kubeconfig", kubeconfig, "--config", configFile, "--cert-dir", certDir,
 		"--port", fmt.Sprint(ports[0]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
@@ -211,7 +213,7 @@ defaults:
 // registers them, pointed at the test's server by URL: the rules,
 // selectors, policies and paths are exactly the chart's.
 func registerChartWebhooks(ctx context.Context, helm string) error {
-	out, err := exec.Command(helm, "template", "stateguard", "../../charts/stateguard", "--namespace", releaseNamespace).CombinedOutput()
+	out, err := exec.Command(helm, "template", "stateguard", "../../charts/stateguard", "--namespace", releaseNamespace, "--api-versions", "cert-manager.io/v1").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("helm template: %v\n%s", err, out)
 	}

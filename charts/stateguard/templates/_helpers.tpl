@@ -6,12 +6,29 @@
 {{- end -}}
 {{- end -}}
 
-{{- define "stateguard.labels" -}}
+{{- define "stateguard.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "stateguard.labels" -}}
+{{ include "stateguard.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Names of the TLS objects, shared by the Certificate, the Deployment and the webhook configurations. */}}
+{{- define "stateguard.tlsSecretName" -}}{{ include "stateguard.fullname" . }}-tls{{- end -}}
+{{- define "stateguard.certificateName" -}}{{ include "stateguard.fullname" . }}{{- end -}}
+{{- define "stateguard.issuerName" -}}{{ include "stateguard.fullname" . }}-selfsigned{{- end -}}
+
+{{/* The annotation that has cert-manager's CA injector fill in the caBundle. */}}
+{{- define "stateguard.webhookAnnotations" -}}
+{{- if .Values.certManager.enabled }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "stateguard.certificateName" .) }}
+{{- end }}
 {{- end -}}
 
 {{/* Fields shared by every webhook: where to call, and which namespaces never to send. */}}
