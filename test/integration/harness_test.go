@@ -32,6 +32,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 )
@@ -40,6 +41,7 @@ import (
 var (
 	kubeconfig    string // a cluster-admin kubeconfig for kubectl
 	clientset     *kubernetes.Clientset
+	restConfig    *rest.Config
 	serverURL     string  // https://127.0.0.1:PORT of the stateguard binary
 	metricsURL    string  // http://127.0.0.1:PORT/metrics of the stateguard binary
 	certDir       string  // the --cert-dir of the stateguard binary
@@ -80,6 +82,7 @@ func run(m *testing.M) (int, error) {
 
 	env := &envtest.Environment{}
 	cfg, err := env.Start()
+	restConfig = cfg
 	if err != nil {
 		return 0, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
