@@ -91,12 +91,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		panic(err)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "stateguard.io",
-		LeaderElectionNamespace: namespace, // in a cluster, "" means the Pod's own
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              "stateguard.io",
+		LeaderElectionReleaseOnCancel: true,      // hand over at once on SIGTERM
+		LeaderElectionNamespace:       namespace, // in a cluster, "" means the Pod's own
 		// Keep the caches small: nothing reads managedFields.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{

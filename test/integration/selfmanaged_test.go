@@ -11,101 +11,102 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
-// TestSelfManagedTLS renders the chart with certManager.enabled=false and
-// runs the binary with the arguments of the rendered Deployment. The
-// chart's Service becomes an ExternalName for localhost, so the API server
-// dials this process while verifying the certificate for the Service's
-// name. The test plays the kubelet, copying the Secret into --cert-dir.
-// stateguard must fill the chart's empty Secret, inject its CA into both
-// webhook configurations, become ready, and be reachable with it.
-func TestSelfManagedTLS(t *testing.T) {
-	const release, ns = "selfmanaged", "stateguard-self"
+// TestHelmInstallEndToEnd installs the chart with self-managed TLS into the
+// control plane with helm, turns its Service into an ExternalName for this
+// host, and runs the binary with the arguments of the installed
+// Deployment. The API server dials this process on the Service's port 443
+// while verifying the certificate for the Service's name. The test plays
+// the kubelet, keeping --cert-dir and the config directory in step with
+// the chart's Secret and ConfigMap. stateguard must fill the Secret, inject
+// its CA into both webhook configurations, deny the example violations,
+// admit them after `helm upgrade --set enforcement=dryrun`, and leave no
+// webhook configuration behind after `helm uninstall`.
+func TestHelmInstallEndToEnd(t *testing.T) {
+	const release, ns = "e2e", "stateguard-e2e"
+	fullname := release + "-stateguard"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := kubectl("", "create", "namespace", ns); err != nil {
-		t.Fatal(err)
-	}
-	ports, err := freePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(helmBin, "template", release, "../../charts/stateguard", "--namespace", ns, "--set", "certManager.enabled=false").CombinedOutput()
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, out)
-	}
-	// Only namespaces labelled for this test reach this release: the
-	// package's main webhook ignores them.
-	onlyHere := &metav1.LabelSelector{MatchLabels: map[string]string{"stateguard-test": release}}
-	var args []string
-	for _, doc := range strings.Split(string(out), "\n---") {
-		var meta struct {
-			metav1.TypeMeta   `json:",inline"`
-			metav1.ObjectMeta `json:"metadata"`
+	// The package's own webhook judges every namespace too: keep it out of
+	// the way for this test.
+	setMainPolicy(t, "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n")
+
+	helmIn := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(helmBin, append(args, "--kubeconfig", kubeconfig, "--namespace", ns)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+		return string(out)
+	}
+	helmIn("install", release, "../../charts/stateguard", "--create-namespace", "--set", "certManager.enabled=false")
+	uninstalled := false
+	defer func() {
+		if !uninstalled {
+			_ = exec.Command(helmBin, "uninstall", release, "--kubeconfig", kubeconfig, "--namespace", ns).Run()
+		}
+	}()
+	// The stand-in for the Pods behind the Service, set again after each
+	// helm upgrade (which takes the Service back, --force-conflicts).
+	pointServiceAtHost := func() {
+		t.Helper()
+		if _, err := kubectl("", "-n", ns, "patch", "service", fullname, "--type=merge",
+			"-p", `{"spec":{"type":"ExternalName","externalName":"localhost","clusterIP":"","clusterIPs":null,"selector":null}}`); err != nil {
 			t.Fatal(err)
 		}
-		switch {
-		case meta.Kind == "Secret":
-			mustApply(t, ns, doc)
-		case meta.Kind == "Service" && meta.Name == release+"-stateguard":
-			// The webhook Service, as an ExternalName for this host.
-			mustApply(t, ns, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s}\nspec: {type: ExternalName, externalName: localhost}\n", meta.Name))
-		case meta.Kind == "Deployment":
-			args = deploymentArgs(t, doc)
-		case meta.Kind == "ValidatingWebhookConfiguration":
-			var c admissionregistrationv1.ValidatingWebhookConfiguration
-			mustUnmarshal(t, doc, &c)
-			for i := range c.Webhooks {
-				c.Webhooks[i].ClientConfig.Service.Port = ptrTo(int32(ports[0]))
-				c.Webhooks[i].NamespaceSelector = onlyHere
-			}
-			if _, err := clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &c, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			defer clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), c.Name, metav1.DeleteOptions{})
-		case meta.Kind == "MutatingWebhookConfiguration":
-			var c admissionregistrationv1.MutatingWebhookConfiguration
-			mustUnmarshal(t, doc, &c)
-			for i := range c.Webhooks {
-				c.Webhooks[i].ClientConfig.Service.Port = ptrTo(int32(ports[0]))
-				c.Webhooks[i].NamespaceSelector = onlyHere
-			}
-			if _, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &c, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			defer clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), c.Name, metav1.DeleteOptions{})
-		}
 	}
-	if args == nil {
-		t.Fatal("the chart rendered no Deployment")
-	}
+	pointServiceAtHost()
 
-	// The Deployment's arguments, with the host's ports and directories.
-	certDir := t.TempDir()
-	configDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(configDir, "config.yaml"), []byte(testConfig), 0o600); err != nil {
+	// The installed Deployment's arguments, with the host's ports and directories.
+	args := deploymentArgs(t, helmIn("get", "manifest", release))
+	ports, err := freePorts(2)
+	if err != nil {
 		t.Fatal(err)
 	}
+	certDir, configDir := t.TempDir(), t.TempDir()
 	replace := map[string]string{
 		"--config":                    filepath.Join(configDir, "config.yaml"),
 		"--cert-dir":                  certDir,
-		"--port":                      fmt.Sprint(ports[0]),
-		"--metrics-bind-address":      fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--health-probe-bind-address": fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--port":                      "443", // the port of the Service the API server dials
+		"--metrics-bind-address":      fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--health-probe-bind-address": fmt.Sprintf("127.0.0.1:%d", ports[1]),
 	}
 	for i, arg := range args {
 		if name, _, ok := strings.Cut(arg, "="); ok && replace[name] != "" {
 			args[i] = name + "=" + replace[name]
 		}
 	}
+	go playKubelet(ctx, certDir, func(ctx context.Context) (string, map[string][]byte, error) {
+		s, err := clientset.CoreV1().Secrets(ns).Get(ctx, fullname+"-tls", metav1.GetOptions{})
+		if err != nil {
+			return "", nil, err
+		}
+		return s.ResourceVersion, s.Data, nil
+	})
+	go playKubelet(ctx, configDir, func(ctx context.Context) (string, map[string][]byte, error) {
+		c, err := clientset.CoreV1().ConfigMaps(ns).Get(ctx, fullname, metav1.GetOptions{})
+		if err != nil {
+			return "", nil, err
+		}
+		data := map[string][]byte{}
+		for k, v := range c.Data {
+			data[k] = []byte(v)
+		}
+		return c.ResourceVersion, data, nil
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(replace["--config"]); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal("the chart's ConfigMap did not appear")
+		}
+	}
+
 	var log bytes.Buffer
 	serve := exec.CommandContext(ctx, stateguardBin, append(args, "--kubeconfig", kubeconfig)...)
 	serve.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
@@ -122,12 +123,12 @@ func TestSelfManagedTLS(t *testing.T) {
 			t.Logf("stateguard's log:\n%s", lastLines(log.Bytes(), 40))
 		}
 	}()
-	go playKubelet(ctx, ns, release+"-stateguard-tls", certDir)
-
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), 60*time.Second); err != nil {
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]), 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	secret, err := clientset.CoreV1().Secrets(ns).Get(ctx, release+"-stateguard-tls", metav1.GetOptions{})
+
+	// stateguard filled the Secret and injected its CA into both configurations.
+	secret, err := clientset.CoreV1().Secrets(ns).Get(ctx, fullname+"-tls", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +137,11 @@ func TestSelfManagedTLS(t *testing.T) {
 		t.Fatalf("the Secret holds %d keys, want ca.crt, tls.crt and tls.key", len(secret.Data))
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		v, err := clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, release+"-stateguard", metav1.GetOptions{})
+		v, err := clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, release+"-stateguard", metav1.GetOptions{})
+		m, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,64 +153,110 @@ func TestSelfManagedTLS(t *testing.T) {
 		}
 	}
 
-	// The API server reaches this release over the certificate it issued.
-	target := namespace(t, map[string]string{"stateguard-test": release, "stateguard.io/ignore": "true"}, nil)
+	// The examples' violations are denied, with their fixes.
+	if _, err := kubectl("", "apply", "-f", "../../examples/violations/namespace.yaml"); err != nil {
+		t.Fatal(err)
+	}
 	var stderr string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if _, stderr, err = kubectlIn(statefulSetWithoutService("db"), "apply", "--dry-run=server", "-n", target, "-f", "-"); strings.Contains(stderr, "denied the request") {
+		// The API server may need a moment to trust the injected CA.
+		if _, stderr, _ = kubectlIn("", "apply", "--dry-run=server", "-f", "../../examples/violations/headless-service-missing.yaml"); strings.Contains(stderr, "denied the request") {
 			break
 		}
 	}
-	contains(t, stderr, `admission webhook "statefulsets.validate.stateguard.io" denied the request`, "statefulset-headless-service: spec.serviceName:")
-}
+	_, stderr, err = kubectlIn("", "apply", "-f", "../../examples/violations/")
+	if err == nil {
+		t.Errorf("kubectl apply -f examples/violations/ succeeded, want denials")
+	}
+	contains(t, stderr,
+		`admission webhook "statefulsets.validate.stateguard.io" denied the request: StatefulSet "mysql" violates 1 stateguard rule:`,
+		"statefulset-emptydir-data: spec.template.spec.containers[0].volumeMounts[0]:",
+		`StatefulSet "jenkins" violates 1 stateguard rule:`, `StatefulSet "redis" violates 1 stateguard rule:`,
+		`admission webhook "horizontalpodautoscalers.validate.stateguard.io" denied the request`,
+		`admission webhook "deployments.validate.stateguard.io" denied the request: Deployment "storefront"`,
+		"Warning: deployment-rwo-rolling-update: spec.strategy:")
 
-// deploymentArgs returns the stateguard container's arguments.
-func deploymentArgs(t *testing.T, doc string) []string {
-	t.Helper()
-	var d struct {
-		Spec struct {
-			Template struct {
-				Spec corev1.PodSpec `json:"spec"`
-			} `json:"template"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == "stateguard" {
-			return c.Args
+	// In dryrun, the same manifests are admitted.
+	helmIn("upgrade", release, "../../charts/stateguard", "--reuse-values", "--set", "enforcement=dryrun", "--force-conflicts")
+	pointServiceAtHost()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, _, err = kubectlIn("", "apply", "--dry-run=server", "-f", "../../examples/violations/headless-service-missing.yaml"); err == nil {
+			break
 		}
 	}
-	t.Fatal("no stateguard container in the Deployment")
+	if _, stderr, err = kubectlIn("", "apply", "-f", "../../examples/violations/"); err != nil || strings.Contains(stderr, "Warning") {
+		t.Errorf("after helm upgrade --set enforcement=dryrun: err=%v\n%s", err, stderr)
+	}
+
+	helmIn("uninstall", release)
+	uninstalled = true
+	if _, err := clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after helm uninstall, the ValidatingWebhookConfiguration: %v", err)
+	}
+	if _, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after helm uninstall, the MutatingWebhookConfiguration: %v", err)
+	}
+}
+
+// setMainPolicy swaps the package server's policy for the rest of the
+// test and waits until it is in force.
+func setMainPolicy(t *testing.T, policy string) {
+	t.Helper()
+	original, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(configFile, original, 0o644)
+		time.Sleep(time.Second) // the reload is asynchronous
+	})
+	time.Sleep(time.Second)
+}
+
+// deploymentArgs returns the stateguard container's arguments from a
+// rendered or installed manifest.
+func deploymentArgs(t *testing.T, manifest string) []string {
+	t.Helper()
+	for _, doc := range strings.Split(manifest, "\n---") {
+		var d struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Template struct {
+					Spec corev1.PodSpec `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if d.Kind == "Deployment" && c.Name == "stateguard" {
+				return c.Args
+			}
+		}
+	}
+	t.Fatal("no stateguard container in the manifest")
 	return nil
 }
 
-// playKubelet keeps dir in step with the Secret, as a Secret volume is.
-func playKubelet(ctx context.Context, namespace, name, dir string) {
+// playKubelet keeps dir in step with an object's data, as a Secret or
+// ConfigMap volume is: each key a file, replaced by rename.
+func playKubelet(ctx context.Context, dir string, get func(context.Context) (string, map[string][]byte, error)) {
 	var last string
 	for ctx.Err() == nil {
-		secret, err := clientset.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && secret.ResourceVersion != last {
-			for key, value := range secret.Data {
+		version, data, err := get(ctx)
+		if err == nil && version != last {
+			for key, value := range data {
 				tmp := filepath.Join(dir, "."+key)
 				if os.WriteFile(tmp, value, 0o600) == nil {
 					_ = os.Rename(tmp, filepath.Join(dir, key))
 				}
 			}
-			last = secret.ResourceVersion
-		} else if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "reading the Secret:", err)
+			last = version
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
-func mustUnmarshal(t *testing.T, doc string, into any) {
-	t.Helper()
-	if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ptrTo[T any](v T) *T { return &v }
