@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -47,6 +48,9 @@ type Options struct {
 	// certificate in a Secret and inject the CA into its webhook
 	// configurations.
 	CertRotation *CertRotation
+	// Certificate, when set, names the cert-manager Certificate (in
+	// CertificateNamespace) whose readiness and expiry are exported.
+	Certificate, CertificateNamespace string
 }
 
 // Setup registers the handlers, the HPA index, the configuration watcher
@@ -62,6 +66,15 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	}
 	if opts.CertRotation != nil {
 		if err := addCertRotator(mgr, *opts.CertRotation, opts.CertDir); err != nil {
+			return err
+		}
+	}
+	if opts.Certificate != "" {
+		client, err := cmclient.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(newCertificateWatch(client, opts.CertificateNamespace, opts.Certificate, ctrlmetrics.Registry, log.WithName("certificate"))); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	var (
 		kubeconfig, configFile, certDir, metricsAddr, probeAddr     string
 		certSecret, webhookService, webhookConfiguration, namespace string
+		certificate                                                 string
 		port                                                        int
 		leaderElect                                                 bool
 		auditInterval                                               time.Duration
@@ -50,7 +51,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&certSecret, "cert-secret", "", "self-managed TLS: keep a generated CA and serving certificate in this Secret (mounted at --cert-dir), renew them, and inject the CA into the webhook configurations")
 	fs.StringVar(&webhookService, "webhook-service", "", "self-managed TLS: the Service the API server calls (the certificate is for NAME.NAMESPACE.svc)")
 	fs.StringVar(&webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the name of the validating and mutating webhook configurations")
-	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "self-managed TLS: the namespace of the Secret and the Service (default: $POD_NAMESPACE)")
+	fs.StringVar(&certificate, "certificate", "", "the cert-manager Certificate (in --namespace) that issues the serving certificate: export stateguard_certificate_ready and stateguard_certificate_expiry_timestamp_seconds")
+	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, or of the self-managed Secret and the Service (default: $POD_NAMESPACE)")
 	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -67,7 +69,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "stateguard serve: --audit-interval: the background audit is not built yet; use 0")
 		return report.ExitInvalid
 	}
-	opts := webhook.Options{ConfigFile: configFile, CertDir: certDir}
+	opts := webhook.Options{ConfigFile: configFile, CertDir: certDir, Certificate: certificate, CertificateNamespace: namespace}
+	if certificate != "" && namespace == "" {
+		fmt.Fprintln(stderr, "stateguard serve: --certificate needs --namespace (or $POD_NAMESPACE)")
+		return report.ExitInvalid
+	}
 	if certSecret != "" || webhookService != "" || webhookConfiguration != "" {
 		if certSecret == "" || webhookService == "" || webhookConfiguration == "" || namespace == "" {
 			fmt.Fprintln(stderr, "stateguard serve: self-managed TLS needs --cert-secret, --webhook-service, --webhook-configuration and --namespace (or $POD_NAMESPACE) together")
