@@ -33,13 +33,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stateguard/stateguard/internal/localcluster"
 )
 
 // The control plane and the webhook, shared by every test of the package.
 var (
 	kubeconfig    string // a cluster-admin kubeconfig for kubectl
+	cluster       *localcluster.Cluster
 	clientset     *kubernetes.Clientset
 	restConfig    *rest.Config
 	serverURL     string  // https://127.0.0.1:PORT of the stateguard binary
@@ -80,28 +82,14 @@ func run(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(work)
 
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	restConfig = cfg
-	if err != nil {
-		return 0, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
-	}
-	defer env.Stop()
-	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return 0, err
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		return 0, err
-	}
 	kubeconfig = filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	controlPlane, err := localcluster.Start(assets, kubeconfig)
+	if err != nil {
 		return 0, err
 	}
-	if clientset, err = kubernetes.NewForConfig(cfg); err != nil {
-		return 0, err
-	}
+	defer controlPlane.Stop()
+	cluster = controlPlane
+	clientset, restConfig = controlPlane.Clientset, controlPlane.Config
 
 	stateguardBin = filepath.Join(work, "stateguard")
 	if out, err := exec.Command("go", "build", "-o", stateguardBin, "../../cmd/stateguard").CombinedOutput(); err != nil {
