@@ -16,9 +16,17 @@ TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HEL
 export KUBEBUILDER_ASSETS := $(TOOLS)
 export STATEGUARD_HELM := $(TOOLS)/helm
 
-.PHONY: all build test unit fuzz lint bench bench-check bench-webhook check-examples tools clean
+.PHONY: all demo demo-down build test unit fuzz lint bench bench-check bench-webhook check-examples tools clean
 
 all: lint test
+
+## demo: a local control plane with stateguard installed by its chart; applies the examples and waits (Ctrl-C or make demo-down)
+demo: build tools
+	$(GO) run ./hack/demo -assets $(TOOLS) -helm $(TOOLS)/helm -binary $(BIN) -state bin/demo
+
+## demo-down: stop what make demo started
+demo-down:
+	@if [ -f bin/demo/pid ]; then kill -TERM $$(cat bin/demo/pid) && echo "stopping the demo"; else echo "no demo is running"; fi
 
 ## build: the static stateguard binary in bin/
 build:

@@ -75,6 +75,7 @@ type Release struct {
 	cluster         *Cluster
 	helm, chart     string
 	serve           *exec.Cmd
+	exited          chan struct{} // closed when the binary has exited
 	stop            context.CancelFunc
 }
 
@@ -124,7 +125,7 @@ func Install(c *Cluster, helm, chart, binary, name, namespace, work string, helm
 
 	ctx, stop := context.WithCancel(context.Background())
 	r.stop = stop
-	fullname := name + "-stateguard"
+	fullname := r.fullname()
 	go playKubelet(ctx, certDir, func(ctx context.Context) (string, map[string][]byte, error) {
 		s, err := c.Clientset.CoreV1().Secrets(namespace).Get(ctx, fullname+"-tls", metav1.GetOptions{})
 		if err != nil {
@@ -165,16 +166,23 @@ func Install(c *Cluster, helm, chart, binary, name, namespace, work string, helm
 		stop()
 		return nil, err
 	}
-	if err := waitFor(60*time.Second, "stateguard to be ready (log: "+r.Log+")", func() bool {
+	exited := make(chan struct{})
+	go func() { _ = r.serve.Wait(); close(exited) }()
+	r.exited = exited
+	if err := waitFor(60*time.Second, "stateguard to be ready", func() bool {
+		if closed(exited) {
+			return true // reported below
+		}
 		resp, err := http.Get("http://" + healthAddr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}); err != nil {
+	}); err != nil || closed(exited) {
 		r.Stop()
-		return nil, err
+		log, _ := os.ReadFile(r.Log)
+		return nil, fmt.Errorf("stateguard did not become ready (it serves on port 443, which needs root or CAP_NET_BIND_SERVICE); the end of its log:\n%s", tail(log, 15))
 	}
 	if err := waitFor(30*time.Second, "the CA in both webhook configurations", r.caInjected); err != nil {
 		r.Stop()
@@ -186,7 +194,7 @@ func Install(c *Cluster, helm, chart, binary, name, namespace, work string, helm
 // caInjected reports whether both webhook configurations trust the CA in
 // the release's Secret.
 func (r *Release) caInjected() bool {
-	ctx, fullname := context.Background(), r.Name+"-stateguard"
+	ctx, fullname := context.Background(), r.fullname()
 	secret, err := r.cluster.Clientset.CoreV1().Secrets(r.Namespace).Get(ctx, fullname+"-tls", metav1.GetOptions{})
 	if err != nil || len(secret.Data["ca.crt"]) == 0 {
 		return false
@@ -228,18 +236,26 @@ func (r *Release) Uninstall() error { return r.helmRun("uninstall", r.Name) }
 // Stop stops the binary (SIGINT, as a Pod's SIGTERM) and waits for it.
 func (r *Release) Stop() {
 	r.stop()
-	if r.serve != nil {
-		_ = r.serve.Wait()
+	if r.exited != nil {
+		<-r.exited
 	}
 }
 
 func (r *Release) pointServiceAtHost() error {
 	patch := `{"spec":{"type":"ExternalName","externalName":"localhost","clusterIP":"","clusterIPs":null,"selector":null}}`
-	_, err := r.cluster.Clientset.CoreV1().Services(r.Namespace).Patch(context.Background(), r.Name+"-stateguard", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+	_, err := r.cluster.Clientset.CoreV1().Services(r.Namespace).Patch(context.Background(), r.fullname(), "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
 	if err != nil {
 		return fmt.Errorf("turning the chart's Service into an ExternalName for localhost: %w", err)
 	}
 	return nil
+}
+
+// fullname is the chart's name for its objects (stateguard.fullname).
+func (r *Release) fullname() string {
+	if strings.Contains(r.Name, "stateguard") {
+		return r.Name
+	}
+	return r.Name + "-stateguard"
 }
 
 func (r *Release) helmRun(args ...string) error {
@@ -298,6 +314,20 @@ func playKubelet(ctx context.Context, dir string, get func(context.Context) (str
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 func waitFor(timeout time.Duration, what string, done func() bool) error {
