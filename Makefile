@@ -16,7 +16,7 @@ TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HEL
 export KUBEBUILDER_ASSETS := $(TOOLS)
 export STATEGUARD_HELM := $(TOOLS)/helm
 
-.PHONY: all demo demo-down build test unit fuzz lint bench bench-check bench-webhook check-examples tools clean
+.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook check-examples tools clean
 
 all: lint test
 
@@ -27,6 +27,11 @@ demo: build tools
 ## demo-down: stop what make demo started
 demo-down:
 	@if [ -f bin/demo/pid ]; then kill -TERM $$(cat bin/demo/pid) && echo "stopping the demo"; else echo "no demo is running"; fi
+
+## image: the OCI image archive bin/stateguard-image.tar (no Docker engine, no base image), named as the chart's default image
+image: build
+	$(GO) run ./hack/image -binary $(BIN) -chart charts/stateguard -o bin/stateguard-image.tar \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created "$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
 
 ## build: the static stateguard binary in bin/
 build:
