@@ -11,7 +11,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,33 +66,37 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 	return warnings, fmt.Errorf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))
 }
 
-// statefulSets validates and defaults StatefulSets.
+// validator judges writes of one kind with an engine method: the
+// admission.Validator the typed handlers call. DELETE is never judged.
+type validator[T metav1.Object] struct {
+	*judge
+	kind    string
+	verdict func(e *engine.Engine, ctx context.Context, op admissionv1.Operation, obj, old T, lk engine.Lookup) (engine.Verdict, error)
+}
+
+func (v validator[T]) validate(ctx context.Context, op admissionv1.Operation, obj, old T) (admission.Warnings, error) {
+	verdict, err := v.verdict(v.policy.Engine(), ctx, op, obj, old, v.lookup)
+	return v.answer(v.kind, op, obj, verdict, err)
+}
+
+func (v validator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	var none T
+	return v.validate(ctx, admissionv1.Create, obj, none)
+}
+
+func (v validator[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
+	return v.validate(ctx, admissionv1.Update, obj, old)
+}
+
+func (validator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) { return nil, nil }
+
+// statefulSets defaults StatefulSets.
 type statefulSets struct{ *judge }
 
-var (
-	_ admission.Validator[*appsv1.StatefulSet] = statefulSets{}
-	_ admission.Defaulter[*appsv1.StatefulSet] = statefulSets{}
-)
+var _ admission.Defaulter[*appsv1.StatefulSet] = statefulSets{}
 
-func (h statefulSets) validate(ctx context.Context, op admissionv1.Operation, obj, old *appsv1.StatefulSet) (admission.Warnings, error) {
-	v, err := h.policy.Engine().StatefulSet(ctx, op, obj, old, h.lookup)
-	return h.answer("StatefulSet", op, obj, v, err)
-}
-
-func (h statefulSets) ValidateCreate(ctx context.Context, obj *appsv1.StatefulSet) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Create, obj, nil)
-}
-
-func (h statefulSets) ValidateUpdate(ctx context.Context, old, obj *appsv1.StatefulSet) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Update, obj, old)
-}
-
-func (h statefulSets) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
-	return nil, nil
-}
-
-// Default applies the configured defaults; controller-runtime computes the
-// patch from the changed object.
+// Default applies the configured defaults; statefulSetPatch turns what it
+// changed into the answer's patch.
 func (h statefulSets) Default(ctx context.Context, obj *appsv1.StatefulSet) error {
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil {
@@ -115,51 +118,6 @@ func (h statefulSets) Default(ctx context.Context, obj *appsv1.StatefulSet) erro
 		h.log.V(1).Info("defaulted", "namespace", obj.Namespace, "name", obj.Name, "operation", req.Operation, "fields", changed, "warnings", warnings)
 	}
 	return nil
-}
-
-// deployments validates Deployments.
-type deployments struct{ *judge }
-
-var _ admission.Validator[*appsv1.Deployment] = deployments{}
-
-func (h deployments) validate(ctx context.Context, op admissionv1.Operation, obj, old *appsv1.Deployment) (admission.Warnings, error) {
-	v, err := h.policy.Engine().Deployment(ctx, op, obj, old, h.lookup)
-	return h.answer("Deployment", op, obj, v, err)
-}
-
-func (h deployments) ValidateCreate(ctx context.Context, obj *appsv1.Deployment) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Create, obj, nil)
-}
-
-func (h deployments) ValidateUpdate(ctx context.Context, old, obj *appsv1.Deployment) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Update, obj, old)
-}
-
-func (h deployments) ValidateDelete(context.Context, *appsv1.Deployment) (admission.Warnings, error) {
-	return nil, nil
-}
-
-// autoscalers validates HorizontalPodAutoscalers (autoscaling/v2; the API
-// server converts other versions for an Equivalent match policy).
-type autoscalers struct{ *judge }
-
-var _ admission.Validator[*autoscalingv2.HorizontalPodAutoscaler] = autoscalers{}
-
-func (h autoscalers) validate(ctx context.Context, op admissionv1.Operation, obj, old *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
-	v, err := h.policy.Engine().HorizontalPodAutoscaler(ctx, op, obj, old, h.lookup)
-	return h.answer("HorizontalPodAutoscaler", op, obj, v, err)
-}
-
-func (h autoscalers) ValidateCreate(ctx context.Context, obj *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Create, obj, nil)
-}
-
-func (h autoscalers) ValidateUpdate(ctx context.Context, old, obj *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
-	return h.validate(ctx, admissionv1.Update, obj, old)
-}
-
-func (h autoscalers) ValidateDelete(context.Context, *autoscalingv2.HorizontalPodAutoscaler) (admission.Warnings, error) {
-	return nil, nil
 }
 
 // scales validates writes of deployments/scale (kubectl scale). The object

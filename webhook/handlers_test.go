@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/lookup"
 )
 
@@ -399,7 +400,7 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 		handler http.Handler
 	}{
 		{"validate", s.handlers[PathValidateStatefulSet]},
-		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](statefulSets{s.judge}))},
+		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](validator[*appsv1.StatefulSet]{s.judge, "StatefulSet", (*engine.Engine).StatefulSet}))},
 		{"mutate", s.handlers[PathMutateStatefulSet]},
 	} {
 		b.Run(bench.name, func(b *testing.B) {

@@ -23,6 +23,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/stateguard/stateguard/engine"
 )
 
 // Paths of the handlers; the chart's webhook configurations name them.
@@ -173,11 +175,14 @@ func waitForCertificate(ctx context.Context, dir string, log logr.Logger) error 
 // handlers are the webhook's HTTP handlers around one judge, by path.
 func handlers(j *judge) map[string]http.Handler {
 	byPath := map[string]admission.Handler{
-		PathValidateStatefulSet: validating(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Validator[*appsv1.StatefulSet](statefulSets{j})),
-		PathMutateStatefulSet:   defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, admission.Defaulter[*appsv1.StatefulSet](statefulSets{j}), statefulSetPatch),
-		PathValidateDeployment:  validating(func() *appsv1.Deployment { return &appsv1.Deployment{} }, admission.Validator[*appsv1.Deployment](deployments{j})),
+		PathValidateStatefulSet: validating(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
+			admission.Validator[*appsv1.StatefulSet](validator[*appsv1.StatefulSet]{j, "StatefulSet", (*engine.Engine).StatefulSet})),
+		PathMutateStatefulSet: defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
+			admission.Defaulter[*appsv1.StatefulSet](statefulSets{j}), statefulSetPatch),
+		PathValidateDeployment: validating(func() *appsv1.Deployment { return &appsv1.Deployment{} },
+			admission.Validator[*appsv1.Deployment](validator[*appsv1.Deployment]{j, "Deployment", (*engine.Engine).Deployment})),
 		PathValidateHPA: validating(func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} },
-			admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](autoscalers{j})),
+			admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](validator[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler", (*engine.Engine).HorizontalPodAutoscaler})),
 		PathValidateScale: scales{j},
 	}
 	served := make(map[string]http.Handler, len(byPath))
