@@ -300,3 +300,26 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		}
 	}
 }
+
+func TestNotes(t *testing.T) {
+	out, err := exec.Command(helm(t), "install", release, ".", "--namespace", namespace, "--dry-run=client",
+		"--set", "certManager.enabled=false", "--set", "enforcement=warn").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm install --dry-run=client: %v\n%s", err, out)
+	}
+	_, notes, found := strings.Cut(string(out), "NOTES:\n")
+	if !found {
+		t.Fatalf("no NOTES in:\n%s", out)
+	}
+	for _, want := range []string{
+		"is installed in namespace " + namespace,
+		"Enforcement: warn (nothing is refused; violations come back as kubectl warnings)",
+		"TLS: self-managed, in Secret " + namespace + "/sg-stateguard-tls",
+		"never sent: kube-system, kube-node-lease, " + namespace,
+		"kubectl -n default apply --dry-run=server -f -",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, notes)
+		}
+	}
+}
