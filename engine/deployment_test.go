@@ -204,7 +204,7 @@ func TestDeployment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got, ignoreIntended); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -273,7 +273,7 @@ func TestRollingUpdate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got, ignoreIntended); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -357,7 +357,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got, ignoreIntended); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -407,7 +407,7 @@ func TestScale(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got); diff != "" {
+			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got, ignoreIntended); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

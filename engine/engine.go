@@ -55,6 +55,9 @@ type Result struct {
 	Name      string        `json:"name"`
 	Field     string        `json:"field"`
 	Message   string        `json:"message"`
+	// Intended is the action before the global and namespace enforcement
+	// caps: what a dryrun result would have been once enforced.
+	Intended config.Action `json:"-"`
 }
 
 // Verdict is the engine's answer for one object.
@@ -63,6 +66,9 @@ type Verdict struct {
 	// Warnings are problems with stateguard's own annotations on the object
 	// or its namespace (an unknown rule, an unsupported value); they never deny.
 	Warnings []string
+	// Silent is set when enforcement is dryrun for the object: the requester
+	// is told nothing, not even the Warnings.
+	Silent bool
 }
 
 // Denied reports whether any result is at deny.
@@ -134,7 +140,7 @@ func capAction(a, limit config.Action) config.Action {
 // where the object's annotation allows.
 func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs, old []violation, lk Lookup) (Verdict, error) {
 	v := Verdict{Warnings: exemptionWarnings(obj)}
-	if len(vs) == 0 {
+	if len(vs) == 0 && len(v.Warnings) == 0 {
 		return v, nil
 	}
 	limit := e.cfg.Enforcement
@@ -152,23 +158,24 @@ func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs
 			}
 		}
 	}
+	v.Silent = limit == config.ActionDryRun
 	exempt := e.exemptions(obj)
 	for _, x := range vs {
-		a := e.cfg.Action(x.rule)
-		if a == config.ActionOff {
+		intended := e.cfg.Action(x.rule)
+		if intended == config.ActionOff {
 			continue
 		}
 		if x.advisory || hasKey(old, x.key) {
-			a = capAction(a, config.ActionWarn)
+			intended = capAction(intended, config.ActionWarn)
 		}
-		a = capAction(a, limit)
+		a := capAction(intended, limit)
 		if exempt.has(x.rule) {
-			a = ActionExempt
+			a, intended = ActionExempt, ActionExempt
 		}
 		v.Results = append(v.Results, Result{
 			Rule: x.rule, Action: a, Kind: kind,
 			Namespace: obj.GetNamespace(), Name: obj.GetName(),
-			Field: x.field, Message: x.message,
+			Field: x.field, Message: x.message, Intended: intended,
 		})
 	}
 	return v, nil

@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +29,10 @@ func newEngine(t *testing.T, yaml string) *engine.Engine {
 	}
 	return engine.New(cfg)
 }
+
+// ignoreIntended leaves the action before enforcement caps to TestResolve:
+// the rule tables run without caps.
+var ignoreIntended = cmpopts.IgnoreFields(engine.Result{}, "Intended")
 
 func index(objs ...any) *lookup.Index {
 	x := lookup.NewIndex()

@@ -24,13 +24,22 @@ const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write at /data (u
 
 func headlessResult(action config.Action) engine.Result {
 	return engine.Result{Rule: config.RuleHeadlessService, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
-		Field: "spec.serviceName", Message: missingDBService}
+		Field: "spec.serviceName", Message: missingDBService, Intended: action}
 }
 
 func emptyDirResult(action config.Action) engine.Result {
 	return engine.Result{Rule: config.RuleEmptyDirData, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
-		Field: "spec.template.spec.containers[0].volumeMounts[0]", Message: dataOnEmptyDir}
+		Field: "spec.template.spec.containers[0].volumeMounts[0]", Message: dataOnEmptyDir, Intended: action}
 }
+
+// capped is a result whose action an enforcement cap lowered from intended.
+func capped(r engine.Result, intended config.Action) engine.Result {
+	r.Intended = intended
+	return r
+}
+
+const unknownExemptRule = `annotation stateguard.io/exempt: unknown rule "statefulset-headless": must be "all" or one of ` +
+	`statefulset-headless-service, statefulset-emptydir-data, deployment-shared-rwo-pvc, deployment-rwo-rolling-update`
 
 func annotated(key, value string) func(*appsv1.StatefulSet) {
 	return func(s *appsv1.StatefulSet) {
@@ -57,13 +66,14 @@ func shopNamespace(annotations map[string]string) *corev1.Namespace {
 // whose headless Service is missing (and, in some rows, whose data is on emptyDir).
 func TestResolve(t *testing.T) {
 	tests := []struct {
-		name   string
-		config string
-		ns     map[string]string // namespace annotations
-		op     admissionv1.Operation
-		obj    *appsv1.StatefulSet
-		old    *appsv1.StatefulSet
-		want   engine.Verdict
+		name    string
+		config  string
+		ns      map[string]string // namespace annotations
+		lookups []any             // beside the namespace
+		op      admissionv1.Operation
+		obj     *appsv1.StatefulSet
+		old     *appsv1.StatefulSet
+		want    engine.Verdict
 	}{
 		{
 			name: "the rule's default action",
@@ -92,26 +102,45 @@ func TestResolve(t *testing.T) {
 			name:   "global enforcement warn caps deny",
 			config: "enforcement: warn\n",
 			obj:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+			want:   engine.Verdict{Results: []engine.Result{capped(headlessResult(config.ActionWarn), config.ActionDeny)}},
 		},
 		{
 			name:   "global enforcement dryrun caps every rule",
 			config: "enforcement: dryrun\n",
 			obj:    sts("db", dataOnEmptyDirVolume),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun), emptyDirResult(config.ActionDryRun)}},
+			want: engine.Verdict{Silent: true, Results: []engine.Result{
+				capped(headlessResult(config.ActionDryRun), config.ActionDeny), capped(emptyDirResult(config.ActionDryRun), config.ActionDeny),
+			}},
 		},
 		{
 			name: "the namespace annotation caps deny to warn",
 			ns:   map[string]string{engine.AnnotationEnforcement: "warn"},
 			obj:  sts("db"),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+			want: engine.Verdict{Results: []engine.Result{capped(headlessResult(config.ActionWarn), config.ActionDeny)}},
+		},
+		{
+			name: "the namespace annotation dryrun silences the object's warnings too",
+			ns:   map[string]string{engine.AnnotationEnforcement: "dryrun"},
+			obj:  sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
+			want: engine.Verdict{
+				Silent:   true,
+				Results:  []engine.Result{capped(headlessResult(config.ActionDryRun), config.ActionDeny)},
+				Warnings: []string{unknownExemptRule},
+			},
+		},
+		{
+			name:    "global enforcement dryrun silences the warnings of a compliant object",
+			config:  "enforcement: dryrun\n",
+			lookups: []any{headlessSvc("db", map[string]string{"app": "db"})},
+			obj:     sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
+			want:    engine.Verdict{Silent: true, Warnings: []string{unknownExemptRule}},
 		},
 		{
 			name:   "the namespace annotation cannot raise the global cap",
 			config: "enforcement: dryrun\n",
 			ns:     map[string]string{engine.AnnotationEnforcement: "deny"},
 			obj:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+			want:   engine.Verdict{Silent: true, Results: []engine.Result{capped(headlessResult(config.ActionDryRun), config.ActionDeny)}},
 		},
 		{
 			name: "an unsupported namespace annotation is ignored with a warning",
@@ -141,9 +170,8 @@ func TestResolve(t *testing.T) {
 			name: "an unknown rule in the exemption is named in a warning",
 			obj:  sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
 			want: engine.Verdict{
-				Results: []engine.Result{headlessResult(config.ActionDeny)},
-				Warnings: []string{`annotation stateguard.io/exempt: unknown rule "statefulset-headless": must be "all" or one of ` +
-					`statefulset-headless-service, statefulset-emptydir-data, deployment-shared-rwo-pvc, deployment-rwo-rolling-update`},
+				Results:  []engine.Result{headlessResult(config.ActionDeny)},
+				Warnings: []string{unknownExemptRule},
 			},
 		},
 		{
@@ -180,7 +208,7 @@ func TestResolve(t *testing.T) {
 			if op == "" {
 				op = admissionv1.Create
 			}
-			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), op, tt.obj, tt.old, index(shopNamespace(tt.ns)))
+			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), op, tt.obj, tt.old, index(append(tt.lookups, shopNamespace(tt.ns))...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,7 +31,9 @@ type judge struct {
 }
 
 // answer turns a verdict into admission warnings and, when anything is at
-// deny, a denial that carries every denied violation in one message.
+// deny, a denial that carries every denied violation in one message. A
+// silent (dryrun) verdict tells the requester nothing; its violations are
+// logged and counted.
 // Lookup failures are the webhook's own fault: an internal error (500).
 func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) (admission.Warnings, error) {
 	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
@@ -50,7 +52,14 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 			denials = append(denials, line)
 		case config.ActionWarn:
 			warnings = append(warnings, line)
+		case config.ActionDryRun:
+			// The record the dry-run audit mode exists for: what enforcing
+			// the policy would have done to this request.
+			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", r.Field, "message", r.Message)
 		}
+	}
+	if v.Silent {
+		warnings = nil
 	}
 	if len(v.Results) == 0 {
 		j.metrics.Decisions.WithLabelValues("none", "allow", string(op), kind).Inc()

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -267,6 +268,29 @@ func TestDecisionsAreCounted(t *testing.T) {
 	s.post(t, PathValidateStatefulSet, body)
 	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", "CREATE", "StatefulSet")); got != 2 {
 		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny} = %v, want 2", got)
+	}
+}
+
+// TestDryRunIsSilentButRecorded: in dryrun nothing reaches the requester,
+// not even the warning about a mistyped exemption, while each would-be
+// violation is logged with the action it would have had and counted.
+func TestDryRunIsSilentButRecorded(t *testing.T) {
+	s := newTestServer(t, "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n", namespaceObj("shop", nil))
+	var logged []string
+	s.judge.log = funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	db := postgres("shop")
+	db.Annotations["stateguard.io/exempt"] = "statefulset-headless"
+	_, review := s.post(t, PathValidateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", db, nil))
+	if !review.Response.Allowed || len(review.Response.Warnings) > 0 {
+		t.Errorf("allowed %v, warnings %q: want allowed without warnings", review.Response.Allowed, review.Response.Warnings)
+	}
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "dryrun", "CREATE", "StatefulSet")); got != 1 {
+		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=dryrun} = %v, want 1", got)
+	}
+	want := `"level"=0 "msg"="dryrun violation" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
+		`"rule"="statefulset-headless-service" "intendedAction"="deny" "field"="spec.serviceName" "message"="Service \"orders-postgresql-hl\" not found`
+	if len(logged) != 1 || !strings.HasPrefix(logged[0], want) {
+		t.Errorf("logged %q, want one line starting %s", logged, want)
 	}
 }
 
