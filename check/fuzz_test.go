@@ -32,7 +32,7 @@ func FuzzCheckInput(f *testing.F) {
 		r := &reader{}
 		r.add("fuzz", data, nil)
 		in := r.decode("default")
-		rep, _, err := Judge(context.Background(), eng, in)
+		rep, _, err := report.Judge(context.Background(), eng, in.Objects)
 		if err != nil {
 			t.Fatalf("judging with in-memory lookups failed: %v", err)
 		}

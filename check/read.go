@@ -23,20 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stateguard/stateguard/report"
 )
 
 // StdinName is how standard input is named in sources.
 const StdinName = "stdin"
-
-// Object is one Kubernetes object read from the input.
-type Object struct {
-	// Source is FILE#INDEX: the 0-based index of the document in the file.
-	Source string
-	Kind   string
-	// Typed is a pointer to the typed object for the kinds stateguard
-	// judges or looks up, nil for every other kind.
-	Typed metav1.Object
-}
 
 // InputError is an input that could not be read or a document that could
 // not be decoded. Source names the file, and the document where there is one.
@@ -50,7 +42,7 @@ func (e *InputError) Error() string { return e.Source + ": " + e.Err.Error() }
 // Input is what the reader collected: every readable object and one error
 // per unreadable file or document. A bad document never hides the others.
 type Input struct {
-	Objects []Object
+	Objects []report.Object
 	Errors  []*InputError
 }
 
@@ -101,7 +93,7 @@ func (r *reader) add(name string, data []byte, err error) {
 
 func (r *reader) decode(defaultNamespace string) *Input {
 	type decoded struct {
-		objs []Object
+		objs []report.Object
 		err  error
 	}
 	out := make([]decoded, len(r.docs))
@@ -260,7 +252,7 @@ type typeMeta struct {
 }
 
 // decodeDocument decodes one document: an object, or a List of objects.
-func decodeDocument(doc []byte, defaultNamespace string) ([]Object, error) {
+func decodeDocument(doc []byte, defaultNamespace string) ([]report.Object, error) {
 	data, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return nil, err
@@ -273,7 +265,7 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]Object, error) {
 		return nil, err
 	}
 	if tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && tm.Items != nil) {
-		var objs []Object
+		var objs []report.Object
 		var errs []error
 		for i, item := range tm.Items {
 			itemMeta, err := readTypeMeta(item)
@@ -294,7 +286,7 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Object{o}, nil
+	return []report.Object{o}, nil
 }
 
 func readTypeMeta(data []byte) (typeMeta, error) {
@@ -306,31 +298,31 @@ func readTypeMeta(data []byte) (typeMeta, error) {
 }
 
 // decodeObject decodes one object whose type tm has been read.
-func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (Object, error) {
+func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (report.Object, error) {
 	if tm.APIVersion == "" {
-		return Object{}, errors.New("apiVersion is missing")
+		return report.Object{}, errors.New("apiVersion is missing")
 	}
 	if tm.Kind == "" {
-		return Object{}, errors.New("kind is missing")
+		return report.Object{}, errors.New("kind is missing")
 	}
 	gv, err := schema.ParseGroupVersion(tm.APIVersion)
 	if err != nil {
-		return Object{}, fmt.Errorf("apiVersion: %w", err)
+		return report.Object{}, fmt.Errorf("apiVersion: %w", err)
 	}
 	typed := newTyped(gv.Group, tm.Kind)
 	if typed == nil {
-		return Object{Kind: tm.Kind}, nil
+		return report.Object{Kind: tm.Kind}, nil
 	}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(data, typed); err != nil {
-		return Object{}, fmt.Errorf("decoding %s: %w", tm.Kind, err)
+		return report.Object{}, fmt.Errorf("decoding %s: %w", tm.Kind, err)
 	}
 	if typed.GetName() == "" {
-		return Object{}, fmt.Errorf("%s has no metadata.name", tm.Kind)
+		return report.Object{}, fmt.Errorf("%s has no metadata.name", tm.Kind)
 	}
 	if _, clusterScoped := typed.(*corev1.Namespace); !clusterScoped && typed.GetNamespace() == "" {
 		typed.SetNamespace(defaultNamespace)
 	}
-	return Object{Kind: tm.Kind, Typed: typed}, nil
+	return report.Object{Kind: tm.Kind, Typed: typed}, nil
 }
 
 // newTyped returns an empty object for the kinds the engine judges or looks
