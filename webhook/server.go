@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -24,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/stateguard/stateguard/audit"
 	"github.com/stateguard/stateguard/engine"
 )
 
@@ -53,6 +57,10 @@ type Options struct {
 	// Certificate, when set, names the cert-manager Certificate (in
 	// CertificateNamespace) whose readiness and expiry are exported.
 	Certificate, CertificateNamespace string
+	// AuditInterval, when positive, runs the background audit on the
+	// elected leader; it skips the ExcludedNamespaces as admission does.
+	AuditInterval      time.Duration
+	ExcludedNamespaces []string
 }
 
 // Setup registers the handlers, the HPA index, the configuration watcher
@@ -108,9 +116,16 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 		return err
 	}
 
+	informers := cachedKinds
+	if opts.AuditInterval > 0 {
+		informers = append(slices.Clip(informers), &appsv1.StatefulSet{})
+		if err := addBackgroundAudit(mgr, policy, opts, log.WithName("audit")); err != nil {
+			return err
+		}
+	}
 	// Start the informers with the manager, and be ready only once they
 	// have synced and the TLS listener is up.
-	for _, obj := range cachedKinds {
+	for _, obj := range informers {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			return err
 		}
@@ -144,6 +159,37 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 		return err
 	}
 	return mgr.AddHealthzCheck("ping", healthz.Ping)
+}
+
+// addBackgroundAudit adds the background audit, which runs on the elected
+// leader and reads the same caches as the webhook.
+func addBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log logr.Logger) error {
+	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&audit.Background{
+		Cache:    mgr.GetCache(),
+		Engine:   policy.Engine,
+		Interval: opts.AuditInterval,
+		Excluded: opts.ExcludedNamespaces,
+		Events:   clientset.CoreV1(),
+		Reports: &audit.Reports{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+			Discovery: clientset.Discovery(), Log: log.WithName("policyreports"),
+		},
+		Metrics: audit.NewMetrics(ctrlmetrics.Registry),
+		Log:     log,
+	})
+}
+
+// SlimObject is the caches' transform: audit.Slim, which drops what no
+// lookup reads and what makes objects large.
+func SlimObject(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		audit.Slim(o)
+	}
+	return obj, nil
 }
 
 // everyReplica is a runnable that runs on every replica, not only on the

@@ -203,7 +203,11 @@ func TestExitStatus(t *testing.T) {
 			wantStderr: `config bad-config.yaml: unknown field "rules.deployment-shared-rwo-pvc.acton"`},
 		{name: "self-managed TLS needs all its names", args: []string{"serve", "--cert-secret", "sg-tls"}, wantExit: 2,
 			wantStderr: "self-managed TLS needs --cert-secret, --webhook-service, --webhook-configuration and --namespace"},
-		{name: "audit is not built yet", args: []string{"audit", "-A"}, wantExit: 2, wantStderr: "stateguard audit: not built yet"},
+		{name: "audit: -n and -A together", args: []string{"audit", "-n", "shop", "-A"}, wantExit: 2, wantStderr: "stateguard audit: -n and -A exclude each other"},
+		{name: "audit: a bad output format", args: []string{"audit", "-A", "-o", "yaml"}, wantExit: 2, wantStderr: `stateguard audit: -o "yaml": must be table or json`},
+		{name: "audit: a kubeconfig that does not exist", args: []string{"audit", "-A", "--kubeconfig", "missing.kubeconfig"}, wantExit: 2, wantStderr: "missing.kubeconfig"},
+		{name: "audit: a bad config", args: []string{"audit", "-A", "--config", "missing.yaml"}, wantExit: 2, wantStderr: "stateguard audit: "},
+		{name: "serve: a negative audit interval", args: []string{"serve", "--audit-interval", "-5m"}, wantExit: 2, wantStderr: "--audit-interval -5m0s: must be positive"},
 		{name: "help", args: []string{"check", "-h"}, wantExit: 0, wantStderr: "Exit status: 0 when nothing is at deny"},
 	}
 	for _, tt := range tests {

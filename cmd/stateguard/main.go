@@ -28,7 +28,8 @@ const usage = `stateguard keeps stateful workloads from losing data.
 Usage:
   stateguard check -f PATH [-f PATH ...] [--config FILE] [-n NAMESPACE] [-o table|json]
   stateguard serve [flags]     run the admission webhook
-  stateguard audit [flags]     judge the workloads running in a cluster
+  stateguard audit [-n NAMESPACE | -A] [--config FILE] [-o table|json] [--kubeconfig FILE]
+                               judge the workloads running in a cluster
   stateguard version
 
 Run "stateguard COMMAND -h" for the flags of a command.
@@ -55,8 +56,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
 	case "audit":
-		fmt.Fprintf(stderr, "stateguard %s: not built yet in this version; use \"stateguard check\"\n", args[0])
-		return report.ExitInvalid
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return report.ExitOK
@@ -82,18 +82,14 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file (default: the built-in policy)")
 	fs.StringVar(&opts.Namespace, "n", "default", "the namespace of objects that name none")
 	fs.StringVar(&opts.Namespace, "namespace", "default", "same as -n")
-	fs.StringVar(&opts.Output, "o", "table", "output format: table or json")
-	fs.StringVar(&opts.Output, "output", "table", "same as -o")
+	outputFlags(fs, &opts.Output)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: stateguard check -f PATH [-f PATH ...] [--config FILE] [-n NAMESPACE] [-o table|json]\n\n"+
 			"Exit status: 0 when nothing is at deny, 1 when anything is, 2 for unreadable input or bad usage.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return report.ExitOK
-		}
-		return report.ExitInvalid
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -102,20 +98,53 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case len(opts.Paths) == 0:
 		fmt.Fprintln(stderr, "stateguard check: no input: name a file, a directory or - with -f")
 		return report.ExitInvalid
-	case opts.Output != "table" && opts.Output != "json":
-		fmt.Fprintf(stderr, "stateguard check: -o %q: must be table or json\n", opts.Output)
+	case !validOutput("check", opts.Output, stderr):
 		return report.ExitInvalid
 	case opts.Namespace == "":
 		fmt.Fprintln(stderr, "stateguard check: -n: the namespace may not be empty")
 		return report.ExitInvalid
 	}
+	eng, ok := loadEngine("check", configFile, stderr)
+	if !ok {
+		return report.ExitInvalid
+	}
+	return check.Run(ctx, eng, opts, stdin, stdout, stderr)
+}
+
+// parseFlags parses a command's flags; when ok is false the command exits
+// with code: 0 after -h, 2 for a bad flag (the flag package said which).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return report.ExitOK, false
+		}
+		return report.ExitInvalid, false
+	}
+	return report.ExitOK, true
+}
+
+func outputFlags(fs *flag.FlagSet, output *string) {
+	fs.StringVar(output, "o", "table", "output format: table or json")
+	fs.StringVar(output, "output", "table", "same as -o")
+}
+
+func validOutput(command, output string, stderr io.Writer) bool {
+	if output != "table" && output != "json" {
+		fmt.Fprintf(stderr, "stateguard %s: -o %q: must be table or json\n", command, output)
+		return false
+	}
+	return true
+}
+
+// loadEngine compiles the policy of --config, or the built-in one.
+func loadEngine(command, configFile string, stderr io.Writer) (*engine.Engine, bool) {
 	cfg := config.Default()
 	if configFile != "" {
 		var err error
 		if cfg, err = config.Load(configFile); err != nil {
-			fmt.Fprintf(stderr, "stateguard check: %v\n", err)
-			return report.ExitInvalid
+			fmt.Fprintf(stderr, "stateguard %s: %v\n", command, err)
+			return nil, false
 		}
 	}
-	return check.Run(ctx, engine.New(cfg), opts, stdin, stdout, stderr)
+	return engine.New(cfg), true
 }

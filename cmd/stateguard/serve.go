@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	polv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -20,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/stateguard/stateguard/audit"
 	"github.com/stateguard/stateguard/report"
 	"github.com/stateguard/stateguard/webhook"
 )
@@ -37,6 +40,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		port                                                        int
 		leaderElect                                                 bool
 		auditInterval                                               time.Duration
+		excluded                                                    string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: in-cluster, or $KUBECONFIG)")
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file, reloaded when it changes (default: the built-in policy)")
@@ -45,7 +49,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&metricsAddr, "metrics-bind-address", ":8080", `the address of the metrics endpoint ("0" disables it)`)
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
 	fs.BoolVar(&leaderElect, "leader-elect", false, "elect a leader among replicas for the background audit")
-	fs.DurationVar(&auditInterval, "audit-interval", 0, "how often to audit the cluster in the background (0 disables it)")
+	fs.DurationVar(&auditInterval, "audit-interval", 0, "how often to audit the cluster in the background, on the elected leader (0 disables it)")
+	fs.StringVar(&excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "the namespaces the background audit skips, comma-separated: those the webhook configurations exclude")
 	// Stack traces only for panics: a client's malformed request is logged
 	// as an error, and a trace of the HTTP stack says nothing about it.
 	fs.StringVar(&certSecret, "cert-secret", "", "self-managed TLS: keep a generated CA and serving certificate in this Secret (mounted at --cert-dir), renew them, and inject the CA into the webhook configurations")
@@ -55,21 +60,21 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, or of the self-managed Secret and the Service (default: $POD_NAMESPACE)")
 	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return report.ExitOK
-		}
-		return report.ExitInvalid
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stateguard serve: unexpected argument %q\n", fs.Arg(0))
 		return report.ExitInvalid
 	}
-	if auditInterval != 0 {
-		fmt.Fprintln(stderr, "stateguard serve: --audit-interval: the background audit is not built yet; use 0")
+	if auditInterval < 0 {
+		fmt.Fprintf(stderr, "stateguard serve: --audit-interval %v: must be positive, or 0 to disable the background audit\n", auditInterval)
 		return report.ExitInvalid
 	}
-	opts := webhook.Options{ConfigFile: configFile, CertDir: certDir, Certificate: certificate, CertificateNamespace: namespace}
+	opts := webhook.Options{
+		ConfigFile: configFile, CertDir: certDir, Certificate: certificate, CertificateNamespace: namespace,
+		AuditInterval: auditInterval, ExcludedNamespaces: splitList(excluded),
+	}
 	if certificate != "" && namespace == "" {
 		fmt.Fprintln(stderr, "stateguard serve: --certificate needs --namespace (or $POD_NAMESPACE)")
 		return report.ExitInvalid
@@ -92,8 +97,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stateguard serve: %v\n", err)
 		return report.ExitInvalid
 	}
+	// The background audit's first pass may record many Events at once;
+	// client-go's default of 5 requests per second would stretch it.
+	restConfig.QPS, restConfig.Burst = 50, 100
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := polv1alpha2.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
@@ -104,8 +115,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		LeaderElectionID:              "stateguard.io",
 		LeaderElectionReleaseOnCancel: true,      // hand over at once on SIGTERM
 		LeaderElectionNamespace:       namespace, // in a cluster, "" means the Pod's own
-		// Keep the caches small: nothing reads managedFields.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                         cache.Options{DefaultTransform: webhook.SlimObject},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Port:    port,
 			CertDir: certDir,

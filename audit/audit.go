@@ -1,0 +1,119 @@
+// Package audit judges what already runs in a cluster with the engine:
+// `stateguard audit` lists the objects from the API server, and the server's
+// background audit reads them from its caches, records Events, metrics and
+// PolicyReports. Both judge the same way `stateguard check` does.
+package audit
+
+import (
+	"cmp"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/report"
+)
+
+// LabelIgnore on a namespace keeps stateguard out of it: the webhook
+// configurations' namespaceSelector skips it, and so does the audit.
+const LabelIgnore = "stateguard.io/ignore"
+
+// DefaultExcludedNamespaces are never sent to the webhook, so an audit of
+// all namespaces skips them too.
+var DefaultExcludedNamespaces = []string{"kube-system", "kube-node-lease"}
+
+// Objects are the objects of one audit, by kind. Workloads are judged;
+// Services, claims and Namespaces are what their rules look up.
+type Objects struct {
+	StatefulSets []*appsv1.StatefulSet
+	Deployments  []*appsv1.Deployment
+	HPAs         []*autoscalingv2.HorizontalPodAutoscaler
+	Services     []*corev1.Service
+	Claims       []*corev1.PersistentVolumeClaim
+	Namespaces   []*corev1.Namespace
+	// Warnings say what could not be read but did not stop the audit.
+	Warnings []string
+}
+
+// Scope says which namespaces an audit judges.
+type Scope struct {
+	// Namespace limits the audit to one namespace; "" audits all of them
+	// but the excluded ones and those labelled stateguard.io/ignore=true.
+	Namespace string
+	Excluded  []string
+}
+
+// skipped reports whether the scope leaves namespace out.
+func (s Scope) skipped(namespace string, ignored map[string]bool) bool {
+	if s.Namespace != "" {
+		return namespace != s.Namespace
+	}
+	return ignored[namespace] || slices.Contains(s.Excluded, namespace)
+}
+
+// apiPath is the source of a judged object: where `kubectl get --raw` finds it.
+func apiPath(group, resource string, obj metav1.Object) string {
+	prefix := "/apis/" + group
+	if group == "v1" {
+		prefix = "/api/v1"
+	}
+	return prefix + "/namespaces/" + obj.GetNamespace() + "/" + resource + "/" + obj.GetName()
+}
+
+// inputs turns the objects in scope into the engine's input, workloads
+// first in a stable order (kind, then namespace and name as listed).
+func (o *Objects) inputs(scope Scope) []report.Object {
+	ignored := map[string]bool{}
+	for _, ns := range o.Namespaces {
+		if ns.Labels[LabelIgnore] == "true" {
+			ignored[ns.Name] = true
+		}
+	}
+	var objs []report.Object
+	add := func(kind, group, resource string, obj metav1.Object) {
+		if !scope.skipped(obj.GetNamespace(), ignored) {
+			objs = append(objs, report.Object{Source: apiPath(group, resource, obj), Kind: kind, Typed: obj})
+		}
+	}
+	for _, x := range sorted(o.StatefulSets) {
+		add("StatefulSet", "apps/v1", "statefulsets", x)
+	}
+	for _, x := range sorted(o.Deployments) {
+		add("Deployment", "apps/v1", "deployments", x)
+	}
+	for _, x := range sorted(o.HPAs) {
+		add("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", x)
+	}
+	// Lookups need no source: they are never reported.
+	for _, x := range o.Services {
+		objs = append(objs, report.Object{Kind: "Service", Typed: x})
+	}
+	for _, x := range o.Claims {
+		objs = append(objs, report.Object{Kind: "PersistentVolumeClaim", Typed: x})
+	}
+	for _, x := range o.Namespaces {
+		objs = append(objs, report.Object{Kind: "Namespace", Typed: x})
+	}
+	return objs
+}
+
+// sorted orders objects by namespace and name: lists from a cache come in
+// no particular order, and reports should not shuffle between runs.
+func sorted[T metav1.Object](objs []T) []T {
+	slices.SortFunc(objs, func(a, b T) int {
+		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	})
+	return objs
+}
+
+// Slim drops what judging never reads and what makes objects large: managed
+// fields, and the last-applied annotation, a copy of the whole manifest.
+func Slim(obj metav1.Object) {
+	obj.SetManagedFields(nil)
+	if a := obj.GetAnnotations(); a != nil {
+		delete(a, engine.AnnotationLastAppliedConfiguration)
+	}
+}

@@ -1,0 +1,272 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	polv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	ctrlfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
+)
+
+// orphan is a StatefulSet whose headless Service does not exist.
+func orphan(ns, name string, annotations map[string]string) *appsv1.StatefulSet {
+	labels := map[string]string{"app": name}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + ns + "-" + name), Annotations: annotations},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: name,
+			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+			},
+		},
+	}
+}
+
+func ns(name string, labels, annotations map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
+}
+
+// judged summarises a judgement as "source rule action" lines.
+func judged(t *testing.T, objs *Objects, scope Scope) []string {
+	t.Helper()
+	rep, _, err := Judge(context.Background(), engine.New(config.Default()), objs, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, r := range rep.Results {
+		lines = append(lines, r.Source+" "+r.Rule+" "+string(r.Action))
+	}
+	return lines
+}
+
+func TestScope(t *testing.T) {
+	objs := func() *Objects {
+		return &Objects{
+			StatefulSets: []*appsv1.StatefulSet{
+				orphan("shop", "b", nil), orphan("shop", "a", nil), orphan("kube-system", "k", nil),
+				orphan("hidden", "h", nil), orphan("quiet", "q", nil),
+			},
+			Namespaces: []*corev1.Namespace{
+				ns("shop", nil, nil), ns("kube-system", nil, nil),
+				ns("hidden", map[string]string{LabelIgnore: "true"}, nil),
+				ns("quiet", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"}),
+			},
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		scope Scope
+		want  []string
+	}{
+		{
+			name:  "all namespaces but the excluded and ignored ones, sorted",
+			scope: Scope{Excluded: DefaultExcludedNamespaces},
+			want: []string{
+				"/apis/apps/v1/namespaces/quiet/statefulsets/q statefulset-headless-service dryrun",
+				"/apis/apps/v1/namespaces/shop/statefulsets/a statefulset-headless-service deny",
+				"/apis/apps/v1/namespaces/shop/statefulsets/b statefulset-headless-service deny",
+			},
+		},
+		{
+			name:  "a namespace named with -n is judged even when excluded",
+			scope: Scope{Namespace: "kube-system", Excluded: DefaultExcludedNamespaces},
+			want:  []string{"/apis/apps/v1/namespaces/kube-system/statefulsets/k statefulset-headless-service deny"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, judged(t, objs(), tt.scope)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestEvents: one Event per distinct violation, none for exemptions, none
+// again on the next pass or after a restart, a new one for a new violation.
+func TestEvents(t *testing.T) {
+	client := fake.NewClientset()
+	newBackground := func() *Background {
+		b := &Background{
+			Cache: ctrlfake.NewClientBuilder().Build(), Engine: func() *engine.Engine { return engine.New(config.Default()) },
+			Events: client.CoreV1(), Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+		}
+		if err := b.loadEmitted(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{
+		orphan("shop", "db", nil), orphan("shop", "cache", map[string]string{engine.AnnotationExempt: "all"}),
+	}}
+	pass := func(b *Background) int {
+		rep, _, err := Judge(context.Background(), b.Engine(), objs, Scope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Metrics.observe(rep)
+		return b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+	}
+	b := newBackground()
+	if n := pass(b); n != 1 {
+		t.Fatalf("first pass created %d Events, want 1 (the exempt object gets none)", n)
+	}
+	if got := testutil.ToFloat64(b.Metrics.Violations.WithLabelValues(config.RuleHeadlessService, "shop", "exempt")); got != 1 {
+		t.Errorf("exempt violations gauge = %v, want 1", got)
+	}
+	if n := pass(b); n != 0 {
+		t.Errorf("second pass created %d Events, want 0", n)
+	}
+	list, err := client.CoreV1().Events("shop").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := list.Items[0]
+	if len(list.Items) != 1 || ev.InvolvedObject.UID != "uid-shop-db" || ev.Reason != EventReason || ev.Type != corev1.EventTypeWarning {
+		t.Fatalf("Events: %+v", list.Items)
+	}
+	// The fake clientset ignores field selectors: every Event here is ours.
+	if n := pass(newBackground()); n != 0 {
+		t.Errorf("after a restart the pass created %d Events, want 0", n)
+	}
+	db := objs.StatefulSets[slices.IndexFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Name == "db" })]
+	db.Spec.ServiceName = "other"
+	if n := pass(b); n != 1 {
+		t.Errorf("a changed violation created %d Events, want 1", n)
+	}
+}
+
+func TestEventNameFitsTheLimit(t *testing.T) {
+	long := orphan("shop", string(make([]byte, 0, 253)), nil)
+	long.Name = ""
+	for range 25 {
+		long.Name += "abcdefghi-"
+	}
+	name := eventName(long, engine.Result{Rule: "r"})
+	if len(name) > 253 || name[len(name)-18] == '-' {
+		t.Errorf("event name %q (%d characters)", name, len(name))
+	}
+}
+
+// TestPolicyReports: a report per namespace with results, results mapped
+// to the PolicyReport vocabulary, unchanged reports not rewritten, and a
+// fixed namespace's report emptied in place.
+func TestPolicyReports(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := polv1alpha2.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c := ctrlfake.NewClientBuilder().WithScheme(scheme).Build()
+	disco := &fakediscovery.FakeDiscovery{Fake: &fake.NewClientset().Fake}
+	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "wgpolicyk8s.io/v1alpha2", APIResources: []metav1.APIResource{{Name: "policyreports", Namespaced: true, Kind: "PolicyReport"}}}}
+	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard()}
+	cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\nrules: {statefulset-emptydir-data: {action: warn}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(cfg)
+	objs := &Objects{
+		StatefulSets: []*appsv1.StatefulSet{
+			orphan("shop", "db", nil), orphan("shop", "cache", map[string]string{engine.AnnotationExempt: "all"}),
+			orphan("lab", "trial", nil),
+		},
+		Namespaces: []*corev1.Namespace{ns("lab", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"})},
+	}
+	write := func() {
+		t.Helper()
+		rep, _, err := Judge(context.Background(), eng, objs, Scope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Write(context.Background(), rep, byPath(objs, Scope{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(namespace string) *polv1alpha2.PolicyReport {
+		t.Helper()
+		polr := &polv1alpha2.PolicyReport{}
+		if err := c.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: ReportName}, polr); err != nil {
+			t.Fatal(err)
+		}
+		return polr
+	}
+	summary := func(polr *polv1alpha2.PolicyReport) []string {
+		var out []string
+		for _, res := range polr.Results {
+			out = append(out, res.Resources[0].Name+" "+res.Policy+" "+string(res.Result)+" "+res.Properties["action"])
+		}
+		return out
+	}
+	write()
+	shop := get("shop")
+	if diff := cmp.Diff([]string{"cache statefulset-headless-service skip exempt", "db statefulset-headless-service fail deny"}, summary(shop)); diff != "" {
+		t.Errorf("shop (-want +got):\n%s", diff)
+	}
+	if shop.Summary != (polv1alpha2.PolicyReportSummary{Fail: 1, Skip: 1}) {
+		t.Errorf("shop summary %+v", shop.Summary)
+	}
+	// In a dryrun namespace the result is what enforcing would make it.
+	if diff := cmp.Diff([]string{"trial statefulset-headless-service fail dryrun"}, summary(get("lab"))); diff != "" {
+		t.Errorf("lab (-want +got):\n%s", diff)
+	}
+
+	write()
+	if again := get("shop"); again.ResourceVersion != shop.ResourceVersion {
+		t.Errorf("an unchanged report was rewritten: resourceVersion %s -> %s", shop.ResourceVersion, again.ResourceVersion)
+	}
+
+	objs.StatefulSets = slices.DeleteFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Namespace == "lab" })
+	write()
+	if lab := get("lab"); len(lab.Results) != 0 || lab.Summary != (polv1alpha2.PolicyReportSummary{}) {
+		t.Errorf("the fixed namespace's report still holds %+v", lab)
+	}
+}
+
+// TestList reads the scope's objects, stripped of what judging never
+// reads, and names the permission a refused list lacks.
+func TestList(t *testing.T) {
+	db := orphan("shop", "db", map[string]string{engine.AnnotationLastAppliedConfiguration: "{}", engine.AnnotationExempt: "all"})
+	db.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	client := fake.NewClientset(db, orphan("lab", "trial", nil), ns("shop", nil, nil))
+	objs, err := List(context.Background(), client, Scope{Namespace: "shop"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.StatefulSets) != 1 || len(objs.Namespaces) != 1 {
+		t.Fatalf("listed %d StatefulSets and %d Namespaces in shop, want 1 and 1", len(objs.StatefulSets), len(objs.Namespaces))
+	}
+	if got := objs.StatefulSets[0]; got.ManagedFields != nil || !cmp.Equal(got.Annotations, map[string]string{engine.AnnotationExempt: "all"}) {
+		t.Errorf("managed fields %v, annotations %v: want both slimmed", got.ManagedFields, got.Annotations)
+	}
+
+	client.PrependReactor("list", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "statefulsets"}, "", errors.New(`User "u" cannot list resource "statefulsets"`))
+	})
+	_, err = List(context.Background(), client, Scope{}, nil)
+	want := `cannot list statefulsets.apps in all namespaces: statefulsets.apps is forbidden: User "u" cannot list resource "statefulsets"` +
+		"\nstateguard audit needs \"list\" on statefulsets.apps in all namespaces (the chart's ClusterRole grants it)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v\nwant %s", err, want)
+	}
+}

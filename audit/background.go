@@ -1,0 +1,230 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/report"
+)
+
+// Event reason and source of the Events the background audit records.
+const (
+	EventReason    = "PolicyViolation"
+	EventComponent = "stateguard"
+)
+
+// Background audits the cluster from the server's caches every Interval,
+// on the elected leader only. Each pass sets the metrics, records a Warning
+// Event once per distinct violation and, when the CRD is installed, writes
+// one PolicyReport per namespace.
+type Background struct {
+	Cache    client.Reader // the manager's cache: no API requests per pass
+	Engine   func() *engine.Engine
+	Interval time.Duration
+	Excluded []string
+	Events   corev1client.EventsGetter
+	Reports  *Reports // nil when PolicyReports are not written
+	Metrics  *Metrics
+	Log      logr.Logger
+
+	// emitted holds the names of the Events already recorded for current
+	// violations; names are derived from the violation, so after a restart
+	// the Events in the cluster say the same.
+	emitted map[string]bool
+}
+
+func (b *Background) NeedLeaderElection() bool { return true }
+
+// Start runs a pass at once, then every Interval, until ctx ends.
+func (b *Background) Start(ctx context.Context) error {
+	b.Log.Info("background audit starting", "interval", b.Interval)
+	if err := b.loadEmitted(ctx); err != nil {
+		// Without them, a restart repeats creates that the API server
+		// refuses as existing: slower, but no Event is recorded twice.
+		b.Log.Error(err, "reading the Events of earlier passes")
+	}
+	t := time.NewTicker(b.Interval)
+	defer t.Stop()
+	for {
+		if err := b.Pass(ctx); err != nil && ctx.Err() == nil {
+			b.Log.Error(err, "audit pass failed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Pass audits once.
+func (b *Background) Pass(ctx context.Context) error {
+	start := time.Now()
+	objs, err := b.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	rep, _, err := Judge(ctx, b.Engine(), objs, Scope{Excluded: b.Excluded})
+	if err != nil {
+		return err
+	}
+	judged := byPath(objs, Scope{Excluded: b.Excluded})
+	b.Metrics.observe(rep)
+	events := b.recordEvents(ctx, rep, judged)
+	var reportErr error
+	if b.Reports != nil {
+		reportErr = b.Reports.Write(ctx, rep, judged)
+	}
+	elapsed := time.Since(start)
+	b.Metrics.LastRun.SetToCurrentTime()
+	b.Metrics.Duration.Set(elapsed.Seconds())
+	b.Log.Info("audit pass", "workloads", rep.Objects, "results", len(rep.Results), "newEvents", events, "duration", elapsed.Round(time.Millisecond).String())
+	return reportErr
+}
+
+// snapshot reads the objects from the cache without copying them: the
+// engine only reads.
+func (b *Background) snapshot(ctx context.Context) (*Objects, error) {
+	var (
+		o    Objects
+		sts  appsv1.StatefulSetList
+		deps appsv1.DeploymentList
+		hpas autoscalingv2.HorizontalPodAutoscalerList
+		svcs corev1.ServiceList
+		pvcs corev1.PersistentVolumeClaimList
+		nss  corev1.NamespaceList
+	)
+	for _, l := range []client.ObjectList{&sts, &deps, &hpas, &svcs, &pvcs, &nss} {
+		if err := b.Cache.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing %T from the cache: %w", l, err)
+		}
+	}
+	o.StatefulSets = pointers(sts.Items)
+	o.Deployments = pointers(deps.Items)
+	o.HPAs = pointers(hpas.Items)
+	o.Services = pointers(svcs.Items)
+	o.Claims = pointers(pvcs.Items)
+	o.Namespaces = pointers(nss.Items)
+	return &o, nil
+}
+
+func pointers[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
+}
+
+// byPath maps the source of each judged workload to the workload.
+func byPath(objs *Objects, scope Scope) map[string]metav1.Object {
+	m := map[string]metav1.Object{}
+	for _, o := range objs.inputs(scope) {
+		if o.Source != "" {
+			m[o.Source] = o.Typed
+		}
+	}
+	return m
+}
+
+// recordEvents records a Warning Event on the object of each violation
+// not recorded yet (exemptions are not violations) and forgets the
+// violations that are gone. It returns how many Events it created.
+func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judged map[string]metav1.Object) int {
+	current := map[string]bool{}
+	created := 0
+	for _, r := range rep.Results {
+		if r.Action == engine.ActionExempt {
+			continue
+		}
+		obj := judged[r.Source]
+		name := eventName(obj, r.Result)
+		current[name] = true
+		if b.emitted[name] {
+			continue
+		}
+		ev := violationEvent(name, obj, r.Result)
+		_, err := b.Events.Events(obj.GetNamespace()).Create(ctx, ev, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			created++
+		case apierrors.IsAlreadyExists(err):
+		default:
+			b.Log.Error(err, "recording an Event", "namespace", obj.GetNamespace(), "name", obj.GetName(), "rule", r.Rule)
+			continue
+		}
+		b.emitted[name] = true
+	}
+	for name := range b.emitted {
+		if !current[name] {
+			delete(b.emitted, name)
+		}
+	}
+	return created
+}
+
+// loadEmitted reads the names of the Events recorded before a restart.
+func (b *Background) loadEmitted(ctx context.Context) error {
+	b.emitted = map[string]bool{}
+	list, err := b.Events.Events("").List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"reason": EventReason, "source": EventComponent}.String(),
+	})
+	if err != nil {
+		return err
+	}
+	for _, ev := range list.Items {
+		b.emitted[ev.Name] = true
+	}
+	return nil
+}
+
+// eventName is the object's name and a digest of the violation: the same
+// violation always gets the same Event, a new one a new Event.
+func eventName(obj metav1.Object, r engine.Result) string {
+	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message + "\x00" + string(r.Action)))
+	name := obj.GetName()
+	const maxName = 253 - 1 - 16
+	if len(name) > maxName {
+		name = strings.TrimRight(name[:maxName], "-.")
+	}
+	return name + "." + hex.EncodeToString(sum[:8])
+}
+
+func violationEvent(name string, obj metav1.Object, r engine.Result) *corev1.Event {
+	now := metav1.Now()
+	return &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace()},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion: kindAPIVersion[r.Kind], Kind: r.Kind,
+			Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(),
+		},
+		Reason:         EventReason,
+		Type:           corev1.EventTypeWarning,
+		Message:        fmt.Sprintf("%s (%s): %s: %s", r.Rule, r.Action, r.Field, r.Message),
+		Source:         corev1.EventSource{Component: EventComponent},
+		FirstTimestamp: now,
+		LastTimestamp:  now,
+		Count:          1,
+	}
+}
+
+var kindAPIVersion = map[string]string{
+	"StatefulSet":             "apps/v1",
+	"Deployment":              "apps/v1",
+	"HorizontalPodAutoscaler": "autoscaling/v2",
+}

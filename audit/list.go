@@ -1,0 +1,164 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/pager"
+
+	"github.com/stateguard/stateguard/engine"
+)
+
+// pageSize is how many objects one list request returns: large clusters
+// are read in pages rather than in one response held whole by the server.
+const pageSize = 500
+
+// Progress is told the running count of listed objects, then that listing
+// is done. A nil Progress reports nothing.
+type Progress interface {
+	Listed(n int64)
+	Done()
+}
+
+// List reads the objects of the scope from the API server, in pages, the
+// kinds concurrently. A refused list names the resource and the scope.
+func List(ctx context.Context, cs kubernetes.Interface, scope Scope, progress Progress) (*Objects, error) {
+	ns := scope.Namespace // "" lists all namespaces
+	var (
+		o      Objects
+		listed atomic.Int64
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+	)
+	run := func(resource string, list func(metav1.ListOptions) (runtime.Object, error), each func(runtime.Object)) {
+		wg.Go(func() {
+			p := pager.New(pager.SimplePageFunc(list))
+			p.PageSize = pageSize
+			err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+				Slim(obj.(metav1.Object))
+				each(obj)
+				if n := listed.Add(1); progress != nil && n%pageSize == 0 {
+					progress.Listed(n)
+				}
+				return nil
+			})
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, listError("list", resource, ns, err))
+				mu.Unlock()
+			}
+		})
+	}
+	run("statefulsets.apps", func(opts metav1.ListOptions) (runtime.Object, error) {
+		return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
+	}, func(obj runtime.Object) { o.StatefulSets = append(o.StatefulSets, obj.(*appsv1.StatefulSet)) })
+	run("deployments.apps", func(opts metav1.ListOptions) (runtime.Object, error) {
+		return cs.AppsV1().Deployments(ns).List(ctx, opts)
+	}, func(obj runtime.Object) { o.Deployments = append(o.Deployments, obj.(*appsv1.Deployment)) })
+	run("horizontalpodautoscalers.autoscaling", func(opts metav1.ListOptions) (runtime.Object, error) {
+		return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
+	}, func(obj runtime.Object) { o.HPAs = append(o.HPAs, obj.(*autoscalingv2.HorizontalPodAutoscaler)) })
+	run("services", func(opts metav1.ListOptions) (runtime.Object, error) {
+		return cs.CoreV1().Services(ns).List(ctx, opts)
+	}, func(obj runtime.Object) { o.Services = append(o.Services, obj.(*corev1.Service)) })
+	run("persistentvolumeclaims", func(opts metav1.ListOptions) (runtime.Object, error) {
+		return cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
+	}, func(obj runtime.Object) { o.Claims = append(o.Claims, obj.(*corev1.PersistentVolumeClaim)) })
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	namespaces, err := listNamespaces(ctx, cs, ns)
+	switch {
+	case ns != "" && apierrors.IsForbidden(err):
+		// Users whose rights end at their namespace can still audit it.
+		o.Warnings = append(o.Warnings, fmt.Sprintf("cannot get namespace %q (forbidden): its %s annotation is not applied", ns, engine.AnnotationEnforcement))
+	case err != nil:
+		return nil, err
+	}
+	o.Namespaces = namespaces
+	return &o, nil
+}
+
+// listNamespaces reads the namespaces whose annotations and labels the
+// audit honours: all of them, or the one audited.
+func listNamespaces(ctx context.Context, cs kubernetes.Interface, name string) ([]*corev1.Namespace, error) {
+	if name != "" {
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("namespace %q not found", name)
+		case apierrors.IsForbidden(err):
+			return nil, err
+		case err != nil:
+			return nil, listError("get", "namespaces", "", err)
+		}
+		return []*corev1.Namespace{ns}, nil
+	}
+	list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, listError("list", "namespaces", "", err)
+	}
+	out := make([]*corev1.Namespace, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// listError says what could not be read and, when RBAC refused it, which
+// permission the identity lacks. namespace "" is every namespace.
+func listError(verb, resource, namespace string, err error) error {
+	where := "in all namespaces"
+	switch {
+	case resource == "namespaces":
+		where = "(cluster-scoped)"
+	case namespace != "":
+		where = fmt.Sprintf("in namespace %q", namespace)
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("cannot %s %s %s: %w\nstateguard audit needs %q on %s %s (the chart's ClusterRole grants it)", verb, resource, where, err, verb, resource, where)
+	}
+	return fmt.Errorf("cannot %s %s %s: %w", verb, resource, where, err)
+}
+
+// TerminalProgress is a progress line on w, rewritten in place at most
+// every 200ms and cleared when listing is done.
+func TerminalProgress(w io.Writer) Progress { return &terminalProgress{w: w} }
+
+type terminalProgress struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (p *terminalProgress) Listed(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 200*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, "\rlisting: %d objects read", n)
+}
+
+func (p *terminalProgress) Done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.last.IsZero() {
+		fmt.Fprint(p.w, "\r"+strings.Repeat(" ", 40)+"\r")
+	}
+}

@@ -1,0 +1,69 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/report"
+)
+
+// Options are the flags of `stateguard audit`.
+type Options struct {
+	Scope
+	Output string // table or json
+}
+
+// Run lists, judges and prints the way `stateguard check` does, and returns
+// the same exit statuses: 0 when nothing is at deny, 1 when anything is,
+// 2 when the cluster could not be read.
+func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts Options, progress Progress, stdout, stderr io.Writer) int {
+	if opts.Namespace != "" && slices.Contains(opts.Excluded, opts.Namespace) {
+		fmt.Fprintf(stderr, "note: namespace %q is excluded from admission, so nothing there is ever denied; judging it because -n names it\n", opts.Namespace)
+	}
+	objs, err := List(ctx, cs, opts.Scope, progress)
+	if progress != nil {
+		progress.Done()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
+		return report.ExitInvalid
+	}
+	for _, w := range objs.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	rep, warnings, err := Judge(ctx, eng, objs, opts.Scope)
+	if err != nil {
+		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
+		return report.ExitInvalid
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if err := rep.Write(stdout, opts.Output); err != nil {
+		fmt.Fprintf(stderr, "stateguard audit: writing output: %v\n", err)
+		return report.ExitInvalid
+	}
+	return rep.ExitCode()
+}
+
+// Judge judges the workloads of the scope as `stateguard check` would
+// judge their manifests. The report counts the workloads judged.
+func Judge(ctx context.Context, eng *engine.Engine, objs *Objects, scope Scope) (*report.Report, []string, error) {
+	in := objs.inputs(scope)
+	rep, warnings, err := report.Judge(ctx, eng, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Objects = 0
+	for _, o := range in {
+		if o.Source != "" {
+			rep.Objects++
+		}
+	}
+	return rep, warnings, nil
+}
