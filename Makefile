@@ -16,7 +16,7 @@ TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HEL
 export KUBEBUILDER_ASSETS := $(TOOLS)
 export STATEGUARD_HELM := $(TOOLS)/helm
 
-.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook check-examples tools clean
+.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-audit check-examples tools chart-crds clean
 
 all: lint test
 
@@ -81,6 +81,17 @@ bench-check: build
 ## bench-webhook: p50/p99 of 500 StatefulSet creates with and 500 without the webhook, alternated, on a real kube-apiserver
 bench-webhook: tools
 	$(GO) test -run '^$$' -bench '^BenchmarkStatefulSetCreateLatency$$' -benchtime 1x -v ./test/integration/
+
+## bench-audit: wall time and peak memory of `stateguard audit -A` and of one background pass over 5,000 StatefulSets and 5,000 Deployments with their Services and claims
+bench-audit: tools
+	$(GO) test -run '^$$' -bench '^BenchmarkAuditScale$$' -benchtime 1x -timeout 30m -v ./test/integration/
+
+## chart-crds: copy the PolicyReport CRD the chart can install from the kyverno module in go.mod (chart_test.go checks the copy)
+# The module cache is read-only, and so would the copy be: chmod.
+chart-crds:
+	mkdir -p charts/stateguard/files
+	cp "$$($(GO) list -m -f '{{.Dir}}' github.com/kyverno/kyverno)/config/crds/policyreport/wgpolicyk8s.io_policyreports.yaml" charts/stateguard/files/
+	chmod 644 charts/stateguard/files/wgpolicyk8s.io_policyreports.yaml
 
 ## check-examples: what `stateguard check -f examples/` prints
 check-examples: build

@@ -3,6 +3,7 @@
 package chart_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -87,7 +88,7 @@ func (r rendered) keys() []string {
 var withCertManager = []string{"--api-versions", "cert-manager.io/v1"}
 
 func TestLint(t *testing.T) {
-	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "certManager.enabled=false").CombinedOutput(); err != nil {
+	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true").CombinedOutput(); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
 }
@@ -112,6 +113,8 @@ func TestObjectsPerMode(t *testing.T) {
 			extra: []string{"Secret/sg-stateguard-tls"}, drop: []string{"PodDisruptionBudget/sg-stateguard"}},
 		{name: "ServiceMonitor and NetworkPolicy", args: append([]string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"}, withCertManager...),
 			extra: []string{"Certificate/sg-stateguard", "Issuer/sg-stateguard-selfsigned", "NetworkPolicy/sg-stateguard", "ServiceMonitor/sg-stateguard"}},
+		{name: "the PolicyReport CRD", args: []string{"--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true"},
+			extra: []string{"CustomResourceDefinition/policyreports.wgpolicyk8s.io", "Secret/sg-stateguard-tls"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			want := slices.DeleteFunc(append(slices.Clone(common), tt.extra...), func(k string) bool { return slices.Contains(tt.drop, k) })
@@ -255,6 +258,106 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	}
 }
 
+// auditRules are the ClusterRole rules the background audit needs beyond the
+// webhook's: StatefulSets join the Deployments it reads.
+var auditRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "list"}},
+	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"list", "create"}},
+	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, ResourceNames: []string{"stateguard"}, Verbs: []string{"update"}},
+}
+
+// webhookRules are those of auditRules' resources the webhook alone needs.
+var webhookRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
+}
+
+func TestAuditArgsAndRBAC(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		args         []string
+		wantInterval string
+		wantRules    []rbacv1.PolicyRule
+	}{
+		{name: "default", wantInterval: "5m", wantRules: auditRules},
+		{name: "another interval", args: []string{"--set", "audit.interval=1h30m"}, wantInterval: "1h30m", wantRules: auditRules},
+		{name: "disabled", args: []string{"--set", "audit.interval=0"}, wantInterval: "0", wantRules: webhookRules},
+		{name: "disabled, with a unit", args: []string{"--set-string", "audit.interval=0s"}, wantInterval: "0s", wantRules: webhookRules},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, append(tt.args, withCertManager...)...)
+			var d appsv1.Deployment
+			r.get(t, "Deployment/sg-stateguard", &d)
+			args := d.Spec.Template.Spec.Containers[0].Args
+			// The namespaces the webhook configurations exclude, so that the
+			// audit reports only what admission would judge.
+			for _, want := range []string{"--audit-interval=" + tt.wantInterval, "--exclude-namespaces=kube-system,kube-node-lease," + namespace} {
+				if !slices.Contains(args, want) {
+					t.Errorf("args %q lack %q", args, want)
+				}
+			}
+			var cr rbacv1.ClusterRole
+			r.get(t, "ClusterRole/sg-stateguard", &cr)
+			got := slices.DeleteFunc(slices.Clone(cr.Rules), func(rule rbacv1.PolicyRule) bool {
+				return !slices.ContainsFunc(rule.Resources, func(res string) bool {
+					return res == "deployments" || res == "statefulsets" || res == "events" || res == "policyreports"
+				})
+			})
+			if diff := cmp.Diff(tt.wantRules, got); diff != "" {
+				t.Errorf("ClusterRole rules for the audit (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPolicyReportCRD(t *testing.T) {
+	const key = "CustomResourceDefinition/policyreports.wgpolicyk8s.io"
+	if _, ok := render(t, withCertManager...)[key]; ok {
+		t.Errorf("%s is rendered by default", key)
+	}
+	doc, ok := render(t, append([]string{"--set", "audit.policyReports.installCRD=true"}, withCertManager...)...)[key]
+	if !ok {
+		t.Fatalf("%s not rendered with audit.policyReports.installCRD=true", key)
+	}
+	// Not strict, and not the apiextensions types (that module is not a
+	// direct dependency): TestLint checks the rest of the rendered CRD.
+	var crd struct {
+		metav1.ObjectMeta `json:"metadata"`
+		Spec              struct {
+			Group    string
+			Versions []struct{ Name string }
+		}
+	}
+	if err := yaml.Unmarshal([]byte(doc), &crd); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	// Uninstalling must not delete the CRD, and with it every report.
+	if got := crd.Annotations["helm.sh/resource-policy"]; got != "keep" {
+		t.Errorf("helm.sh/resource-policy = %q, want keep", got)
+	}
+	if crd.Spec.Group != "wgpolicyk8s.io" || len(crd.Spec.Versions) == 0 || crd.Spec.Versions[0].Name != "v1alpha2" {
+		t.Errorf("group %q, versions %+v: want wgpolicyk8s.io/v1alpha2", crd.Spec.Group, crd.Spec.Versions)
+	}
+}
+
+// TestPolicyReportCRDIsTheModules checks that the chart's copy of the CRD is
+// the one of the kyverno module in go.mod, whose types the server writes.
+func TestPolicyReportCRDIsTheModules(t *testing.T) {
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/kyverno/kyverno").Output()
+	if err != nil || len(bytes.TrimSpace(dir)) == 0 {
+		t.Fatalf("go list -m github.com/kyverno/kyverno: %v (%q): run `go mod download`", err, dir)
+	}
+	const file = "wgpolicyk8s.io_policyreports.yaml"
+	want, err := os.ReadFile(filepath.Join(string(bytes.TrimSpace(dir)), "config", "crds", "policyreport", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("files", file))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("files/%s is not the kyverno module's (err=%v): run `make chart-crds`", file, err)
+	}
+}
+
 func TestConfigMapIsAValidConfig(t *testing.T) {
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	// An unquoted off reads as false in Helm; the config must say "off".
@@ -293,6 +396,9 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"webhook.timeoutSeconds=10", "/webhook/timeoutSeconds"},
 		{"defaults.podManagementPolicy=parallel", "/defaults/podManagementPolicy"},
 		{"image.pullPolicy=Sometimes", "/image/pullPolicy"},
+		{"audit.interval=5 minutes", "/audit/interval"},
+		{"audit.interval=5", "/audit/interval"},
+		{"audit.policyReport.installCRD=true", "additional properties 'policyReport' not allowed"},
 	} {
 		out, err := run(t, append([]string{"--set", tt.set}, withCertManager...)...)
 		if err == nil || !strings.Contains(out, tt.want) {
@@ -316,6 +422,7 @@ func TestNotes(t *testing.T) {
 		"Enforcement: warn (nothing is refused; violations come back as kubectl warnings)",
 		"TLS: self-managed, in Secret " + namespace + "/sg-stateguard-tls",
 		"never sent: kube-system, kube-node-lease, " + namespace,
+		"Background audit: every 5m, on the elected leader; results: kubectl get events -A --field-selector reason=PolicyViolation, and kubectl get policyreports -A when the PolicyReport CRD is installed",
 		"kubectl -n default apply --dry-run=server -f -",
 	} {
 		if !strings.Contains(notes, want) {

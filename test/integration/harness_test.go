@@ -419,7 +419,13 @@ func namespace(t testing.TB, labels, annotations map[string]string) string {
 // series whose name and labels start with prefix.
 func metricSum(tb testing.TB, prefix string) float64 {
 	tb.Helper()
-	resp, err := http.Get(metricsURL)
+	return metricSumAt(tb, metricsURL, prefix)
+}
+
+// metricSumAt is metricSum for the server whose metrics are at url.
+func metricSumAt(tb testing.TB, url, prefix string) float64 {
+	tb.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -31,6 +31,18 @@ annotations:
 {{- end }}
 {{- end -}}
 
+{{/* The namespaces never sent to the webhooks, as a JSON list. The background
+audit skips the same ones (--exclude-namespaces), so that it reports only
+what the webhooks would judge. */}}
+{{- define "stateguard.excludedNamespaces" -}}
+{{- concat .Values.webhook.excludedNamespaces (list .Release.Namespace) | uniq | toJson -}}
+{{- end -}}
+
+{{/* Whether the background audit runs: a Go duration is zero when all its digits are. */}}
+{{- define "stateguard.auditEnabled" -}}
+{{- if regexMatch "[1-9]" (toString .Values.audit.interval) }}true{{ end -}}
+{{- end -}}
+
 {{/* Fields shared by every webhook: where to call, and which namespaces never to send. */}}
 {{- define "stateguard.webhookCommon" -}}
 sideEffects: None
@@ -47,7 +59,7 @@ namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
-      values: {{ concat .root.Values.webhook.excludedNamespaces (list .root.Release.Namespace) | uniq | toJson }}
+      values: {{ include "stateguard.excludedNamespaces" .root }}
     - key: stateguard.io/ignore
       operator: NotIn
       values: ["true"]

@@ -1,0 +1,422 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"sigs.k8s.io/yaml"
+)
+
+// stateguard runs the binary under test with the admin kubeconfig and
+// returns stdout, stderr and the exit status.
+func stateguard(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(stateguardBin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+// auditJSON is the `-o json` output of check and audit.
+type auditJSON struct {
+	Results []map[string]string `json:"results"`
+}
+
+func parseAudit(t testing.TB, out string) auditJSON {
+	t.Helper()
+	var a auditJSON
+	if err := json.Unmarshal([]byte(out), &a); err != nil {
+		t.Fatalf("audit -o json: %v\n%s", err, out)
+	}
+	return a
+}
+
+// inNamespace keeps the results of one namespace as "kind name rule action source" lines.
+func (a auditJSON) inNamespace(ns string) []string {
+	var lines []string
+	for _, r := range a.Results {
+		if r["namespace"] == ns {
+			lines = append(lines, strings.Join([]string{r["kind"], r["name"], r["rule"], r["action"], r["source"]}, " "))
+		}
+	}
+	return lines
+}
+
+const exemptStatefulSet = `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: cache, annotations: {stateguard.io/exempt: all}}
+spec:
+  serviceName: cache
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache}}
+    spec: {containers: [{name: main, image: busybox:1.36}]}
+`
+
+// TestDryRunThenAudit rolls a policy out the way the README says: in
+// dryrun, violating workloads are admitted without a word to the user
+// while each decision is logged and counted; `stateguard audit` then lists
+// them as the enforced policy would judge them.
+func TestDryRunThenAudit(t *testing.T) {
+	setMainPolicy(t, "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n")
+	dirty := namespace(t, nil, nil)
+	clean := namespace(t, nil, nil)
+	ignored := namespace(t, map[string]string{"stateguard.io/ignore": "true"}, nil)
+	counted := `stateguard_admission_decisions_total{action="dryrun",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`
+	before := metricSum(t, counted)
+
+	workloads := statefulSetWithoutService("orders") + "---\n" + rwoClaim + "---\n" + deployment(3, "RollingUpdate") + "---\n" + exemptStatefulSet
+	_, stderr, err := kubectlIn(workloads, "apply", "-n", dirty, "-f", "-")
+	if err != nil || stderr != "" {
+		t.Fatalf("kubectl apply in dryrun: err=%v, stderr=%q: want it admitted silently", err, stderr)
+	}
+	mustApply(t, clean, headlessService("db")+"---\n"+statefulSet("db", ""))
+	mustApply(t, ignored, statefulSetWithoutService("hidden"))
+
+	if got := metricSum(t, counted) - before; got != 1 {
+		t.Errorf("%s rose by %v, want 1", counted, got)
+	}
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	for l := range strings.Lines(string(logged)) {
+		if strings.Contains(l, `"dryrun violation"`) && strings.Contains(l, `"namespace":"`+dirty+`"`) && strings.Contains(l, `"name":"orders"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line["rule"] != "statefulset-headless-service" || line["intendedAction"] != "deny" || !strings.Contains(fmt.Sprint(line["message"]), `Service "orders" not found`) {
+		t.Errorf("the dryrun decision on orders was not logged with its rule, intended action and message: %v", line)
+	}
+
+	// The audit judges with its own policy: the built-in one, which denies.
+	out, stderr, code := stateguard(t, "audit", "-A", "-o", "json")
+	if code != 1 {
+		t.Fatalf("audit -A: exit %d, want 1\n%s", code, stderr)
+	}
+	got := parseAudit(t, out)
+	want := []string{
+		"StatefulSet cache statefulset-headless-service exempt /apis/apps/v1/namespaces/" + dirty + "/statefulsets/cache",
+		"StatefulSet orders statefulset-headless-service deny /apis/apps/v1/namespaces/" + dirty + "/statefulsets/orders",
+		"Deployment web deployment-shared-rwo-pvc deny /apis/apps/v1/namespaces/" + dirty + "/deployments/web",
+	}
+	if diff := cmpLines(want, got.inNamespace(dirty)); diff != "" {
+		t.Errorf("audit -A results in %s: %s", dirty, diff)
+	}
+	if lines := got.inNamespace(ignored); len(lines) > 0 {
+		t.Errorf("audit -A judged the namespace labelled stateguard.io/ignore: %q", lines)
+	}
+	for _, r := range got.Results {
+		keys := make([]string, 0, len(r))
+		for k := range r {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if want := []string{"action", "field", "kind", "message", "name", "namespace", "rule", "source"}; !slices.Equal(keys, want) {
+			t.Fatalf("a result has the keys %q, want the check shape %q", keys, want)
+		}
+	}
+
+	out, stderr, code = stateguard(t, "audit", "-n", clean)
+	if code != 0 || out != "no violations in 1 objects\n" {
+		t.Errorf("audit -n %s (clean): exit %d, stdout %q, stderr %q: want 0 and no violations", clean, code, out, stderr)
+	}
+	out, _, code = stateguard(t, "audit", "-n", dirty)
+	if code != 1 || !strings.Contains(out, "SOURCE") || !strings.Contains(out, "3 objects: 2 deny, 0 warn, 0 dryrun, 1 exempt") {
+		t.Errorf("audit -n %s (table): exit %d, want 1 and a table\n%s", dirty, code, out)
+	}
+}
+
+// cmpLines compares two sets of lines, order aside.
+func cmpLines(want, got []string) string {
+	w, g := slices.Clone(want), slices.Clone(got)
+	slices.Sort(w)
+	slices.Sort(g)
+	if slices.Equal(w, g) {
+		return ""
+	}
+	return fmt.Sprintf("\ngot:\n  %s\nwant:\n  %s", strings.Join(g, "\n  "), strings.Join(w, "\n  "))
+}
+
+// chartClusterRole renders the chart's ClusterRole.
+func chartClusterRole(t *testing.T, values ...string) string {
+	t.Helper()
+	args := append([]string{"template", "stateguard", "../../charts/stateguard", "--namespace", releaseNamespace, "--api-versions", "cert-manager.io/v1", "--show-only", "templates/rbac.yaml"}, values...)
+	out, err := exec.Command(helmBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	for _, doc := range strings.Split(string(out), "\n---") {
+		if strings.Contains(doc, "\nkind: ClusterRole\n") {
+			return doc
+		}
+	}
+	t.Fatalf("the chart renders no ClusterRole:\n%s", out)
+	return ""
+}
+
+// bindServiceAccount creates a ServiceAccount bound to the ClusterRole in
+// manifest, renamed, and returns the user name to impersonate.
+func bindServiceAccount(t *testing.T, ns, name, clusterRole string) string {
+	t.Helper()
+	role := strings.Replace(clusterRole, "\n  name: stateguard\n", "\n  name: "+name+"\n", 1)
+	if role == clusterRole {
+		t.Fatalf("the ClusterRole is not named stateguard:\n%s", clusterRole)
+	}
+	if _, err := kubectl(role, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubectl("", "create", "serviceaccount", name, "-n", ns); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubectl("", "create", "clusterrolebinding", name, "--clusterrole", name, "--serviceaccount", ns+":"+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = kubectl("", "delete", "clusterrolebinding,clusterrole", name) })
+	return "system:serviceaccount:" + ns + ":" + name
+}
+
+// TestAuditWithTheChartsClusterRole runs the audit as the chart's
+// ServiceAccount would, and with a role that lacks one permission.
+func TestAuditWithTheChartsClusterRole(t *testing.T) {
+	ns := namespace(t, nil, nil)
+	role := chartClusterRole(t)
+	user := bindServiceAccount(t, ns, "audit-chart-role", role)
+	out, stderr, code := stateguard(t, "audit", "-A", "--as", user, "-o", "json")
+	if code == 2 || strings.Contains(stderr, "cannot") {
+		t.Fatalf("audit as %s: exit %d\n%s", user, code, stderr)
+	}
+	parseAudit(t, out)
+
+	// Without statefulsets: the error names the permission.
+	var cr rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict([]byte(role), &cr); err != nil {
+		t.Fatal(err)
+	}
+	var removed bool
+	for i := range cr.Rules {
+		before := len(cr.Rules[i].Resources)
+		cr.Rules[i].Resources = slices.DeleteFunc(cr.Rules[i].Resources, func(r string) bool { return r == "statefulsets" })
+		removed = removed || len(cr.Rules[i].Resources) < before
+	}
+	if !removed {
+		t.Fatalf("the chart's ClusterRole grants nothing on statefulsets:\n%s", role)
+	}
+	short, err := yaml.Marshal(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user = bindServiceAccount(t, ns, "audit-short-role", string(short))
+	_, stderr, code = stateguard(t, "audit", "-A", "--as", user)
+	wantErr := `cannot list statefulsets.apps in all namespaces: statefulsets.apps is forbidden: User "` + user + `" cannot list resource "statefulsets" in API group "apps" at the cluster scope` +
+		"\nstateguard audit needs \"list\" on statefulsets.apps in all namespaces"
+	if code != 2 || !strings.Contains(stderr, wantErr) {
+		t.Errorf("audit without statefulsets: exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr, wantErr)
+	}
+}
+
+// auditServer is a second stateguard server with the background audit on.
+type auditServer struct {
+	metricsURL string
+	log        string
+	pid        int
+	stop       func()
+}
+
+// startAuditServer starts a server that audits every interval, electing
+// its leader with a Lease in leaseNamespace.
+func startAuditServer(t testing.TB, leaseNamespace, interval string) *auditServer {
+	t.Helper()
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &auditServer{
+		metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1]),
+		log:        filepath.Join(t.TempDir(), "audit-server.log"),
+	}
+	log, err := os.Create(s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, stateguardBin, "serve",
+		"--kubeconfig", kubeconfig, "--cert-dir", certDir,
+		"--port", fmt.Sprint(ports[0]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--leader-elect", "--namespace", leaseNamespace,
+		"--audit-interval", interval, "--zap-log-level", "debug")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.pid = cmd.Process.Pid
+	s.stop = func() {
+		cancel()
+		_ = cmd.Wait()
+		log.Close()
+	}
+	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), 60*time.Second); err != nil {
+		s.stop()
+		out, _ := os.ReadFile(s.log)
+		t.Fatalf("%v; log:\n%s", err, lastLines(out, 40))
+	}
+	return s
+}
+
+// waitFirstPass waits until the server's first audit pass has ended.
+func (s *auditServer) waitFirstPass(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for metricSumAt(t, s.metricsURL, "stateguard_audit_last_run_timestamp_seconds") == 0 {
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(s.log)
+			t.Fatalf("no audit pass within 60s; log:\n%s", lastLines(out, 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitPasses waits until n more audit passes have ended.
+func (s *auditServer) waitPasses(t testing.TB, n int) {
+	t.Helper()
+	last := metricSumAt(t, s.metricsURL, "stateguard_audit_last_run_timestamp_seconds")
+	for seen := 0; seen < n; {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			now := metricSumAt(t, s.metricsURL, "stateguard_audit_last_run_timestamp_seconds")
+			if now > last {
+				last = now
+				seen++
+				break
+			}
+			if time.Now().After(deadline) {
+				out, _ := os.ReadFile(s.log)
+				t.Fatalf("no audit pass within 30s; log:\n%s", lastLines(out, 40))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// violationEvents lists the PolicyViolation Events in ns, on the object
+// named name, or on any object for "".
+func violationEvents(t testing.TB, ns, name string) []corev1.Event {
+	t.Helper()
+	selector := fields.Set{"reason": "PolicyViolation"}
+	if name != "" {
+		selector["involvedObject.name"] = name
+	}
+	list, err := clientset.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: selector.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// policyReport is the part of a wgpolicyk8s.io/v1alpha2 PolicyReport the test reads.
+type policyReport struct {
+	Summary map[string]int `json:"summary"`
+	Results []struct {
+		Policy    string `json:"policy"`
+		Result    string `json:"result"`
+		Resources []struct {
+			Kind, Name string
+		} `json:"resources"`
+	} `json:"results"`
+}
+
+func getPolicyReport(t *testing.T, ns string) policyReport {
+	t.Helper()
+	out, err := kubectl("", "get", "policyreports.wgpolicyk8s.io", "stateguard", "-n", ns, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r policyReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestBackgroundAudit runs a second server with the background audit every
+// 2s and the PolicyReport CRD installed from the chart's copy.
+func TestBackgroundAudit(t *testing.T) {
+	if _, err := kubectl("", "apply", "--server-side", "-f", "../../charts/stateguard/files/wgpolicyk8s.io_policyreports.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubectl("", "wait", "--for", "condition=Established", "crd/policyreports.wgpolicyk8s.io", "--timeout", "30s"); err != nil {
+		t.Fatal(err)
+	}
+	// The namespace runs in dryrun, so the violating StatefulSet is admitted;
+	// the report calls it what enforcing would: a failure.
+	ns := namespace(t, nil, map[string]string{"stateguard.io/enforcement": "dryrun"})
+	mustApply(t, ns, statefulSetWithoutService("ledger"))
+
+	server := startAuditServer(t, ns, "2s")
+	server.waitPasses(t, 1)
+	events := violationEvents(t, ns, "ledger")
+	if len(events) != 1 {
+		t.Fatalf("after one pass: %d PolicyViolation Events on ledger, want 1", len(events))
+	}
+	ev := events[0]
+	if ev.Type != corev1.EventTypeWarning || ev.InvolvedObject.Kind != "StatefulSet" || ev.Source.Component != "stateguard" ||
+		!strings.HasPrefix(ev.Message, `statefulset-headless-service (dryrun): spec.serviceName: Service "ledger" not found`) {
+		t.Errorf("the Event: type %s, object %s, source %s, message %q", ev.Type, ev.InvolvedObject.Kind, ev.Source.Component, ev.Message)
+	}
+	gauge := `stateguard_audit_violations{action="dryrun",namespace="` + ns + `",rule="statefulset-headless-service"}`
+	if got := metricSumAt(t, server.metricsURL, gauge); got != 1 {
+		t.Errorf("%s = %v, want 1", gauge, got)
+	}
+	report := getPolicyReport(t, ns)
+	if len(report.Results) != 1 || report.Results[0].Policy != "statefulset-headless-service" || report.Results[0].Result != "fail" ||
+		len(report.Results[0].Resources) != 1 || report.Results[0].Resources[0].Name != "ledger" || report.Summary["fail"] != 1 {
+		t.Errorf("the PolicyReport: %+v, want one fail of statefulset-headless-service on ledger", report)
+	}
+
+	// Two more intervals, then a restart: still one Event.
+	server.waitPasses(t, 2)
+	server.stop()
+	server = startAuditServer(t, ns, "2s")
+	defer server.stop()
+	server.waitPasses(t, 1)
+	if events := violationEvents(t, ns, "ledger"); len(events) != 1 || events[0].Name != ev.Name || events[0].Count != 1 {
+		t.Errorf("after three passes and a restart: %d Events, want the first one only, unchanged", len(events))
+	}
+
+	// Fixed: the next pass clears the result and the gauge.
+	mustApply(t, ns, headlessService("ledger"))
+	server.waitPasses(t, 2)
+	if got := metricSumAt(t, server.metricsURL, gauge); got != 0 {
+		t.Errorf("after the fix, %s = %v, want no series", gauge, got)
+	}
+	if report := getPolicyReport(t, ns); len(report.Results) != 0 || report.Summary["fail"] != 0 {
+		t.Errorf("after the fix, the PolicyReport still has %+v", report)
+	}
+}
