@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -268,5 +269,24 @@ func TestList(t *testing.T) {
 		"\nstateguard audit needs \"list\" on statefulsets.apps in all namespaces (the chart's ClusterRole grants it)"
 	if err == nil || err.Error() != want {
 		t.Errorf("error %v\nwant %s", err, want)
+	}
+}
+
+// TestTerminalProgress: the count is rewritten in place, at most every
+// 200ms, and the line is cleared before the report is printed.
+func TestTerminalProgress(t *testing.T) {
+	var out strings.Builder
+	p := TerminalProgress(&out)
+	p.Listed(500)
+	p.Listed(1000) // within 200ms of the last line: skipped
+	p.Done()
+	want := "\rlisting: 500 objects read\r" + strings.Repeat(" ", 40) + "\r"
+	if out.String() != want {
+		t.Errorf("wrote %q, want %q", out.String(), want)
+	}
+	var quiet strings.Builder
+	TerminalProgress(&quiet).Done()
+	if quiet.Len() != 0 {
+		t.Errorf("a progress that never printed wrote %q when done", quiet.String())
 	}
 }
