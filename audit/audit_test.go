@@ -151,6 +151,17 @@ func TestEvents(t *testing.T) {
 	if n := pass(newBackground()); n != 0 {
 		t.Errorf("after a restart the pass created %d Events, want 0", n)
 	}
+	// A new action (dryrun enforced as deny) is no new violation.
+	b.Engine = func() *engine.Engine {
+		cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return engine.New(cfg)
+	}
+	if n := pass(b); n != 0 {
+		t.Errorf("a pass under another enforcement created %d Events, want 0", n)
+	}
 	db := objs.StatefulSets[slices.IndexFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Name == "db" })]
 	db.Spec.ServiceName = "other"
 	if n := pass(b); n != 1 {
@@ -288,5 +299,34 @@ func TestTerminalProgress(t *testing.T) {
 	TerminalProgress(&quiet).Done()
 	if quiet.Len() != 0 {
 		t.Errorf("a progress that never printed wrote %q when done", quiet.String())
+	}
+}
+
+// TestMetrics: nothing is exported before a pass (a standby replica), and
+// the series of a fixed violation disappears.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Fatalf("before a pass: %d series (%v), want none", n, err)
+	}
+	eng := engine.New(config.Default())
+	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "db", nil), orphan("lab", "trial", nil)}}
+	rep, _, err := Judge(context.Background(), eng, objs, Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.observe(rep)
+	if n := testutil.CollectAndCount(m.Violations); n != 2 {
+		t.Errorf("%d violation series, want 2", n)
+	}
+	objs.StatefulSets = objs.StatefulSets[:0]
+	rep, _, err = Judge(context.Background(), eng, objs, Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.observe(rep)
+	if n := testutil.CollectAndCount(m.Violations); n != 0 {
+		t.Errorf("after the fix: %d violation series, want none", n)
 	}
 }

@@ -194,9 +194,11 @@ func (b *Background) loadEmitted(ctx context.Context) error {
 }
 
 // eventName is the object's name and a digest of the violation: the same
-// violation always gets the same Event, a new one a new Event.
+// violation always gets the same Event, a new one a new Event. The action
+// is left out: moving from dryrun to deny changes no violation, and should
+// not record every one of them again.
 func eventName(obj metav1.Object, r engine.Result) string {
-	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message + "\x00" + string(r.Action)))
+	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message))
 	name := obj.GetName()
 	const maxName = 253 - 1 - 16
 	if len(name) > maxName {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,46 +78,30 @@ func List(ctx context.Context, cs kubernetes.Interface, scope Scope, progress Pr
 	run("persistentvolumeclaims", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
 	}, func(obj runtime.Object) { o.Claims = append(o.Claims, obj.(*corev1.PersistentVolumeClaim)) })
+	if ns == "" {
+		run("namespaces", func(opts metav1.ListOptions) (runtime.Object, error) {
+			return cs.CoreV1().Namespaces().List(ctx, opts)
+		}, func(obj runtime.Object) { o.Namespaces = append(o.Namespaces, obj.(*corev1.Namespace)) })
+	}
 	wg.Wait()
 	if len(errs) > 0 {
 		return nil, errs[0]
 	}
-	namespaces, err := listNamespaces(ctx, cs, ns)
-	switch {
-	case ns != "" && apierrors.IsForbidden(err):
-		// Users whose rights end at their namespace can still audit it.
-		o.Warnings = append(o.Warnings, fmt.Sprintf("cannot get namespace %q (forbidden): its %s annotation is not applied", ns, engine.AnnotationEnforcement))
-	case err != nil:
-		return nil, err
-	}
-	o.Namespaces = namespaces
-	return &o, nil
-}
-
-// listNamespaces reads the namespaces whose annotations and labels the
-// audit honours: all of them, or the one audited.
-func listNamespaces(ctx context.Context, cs kubernetes.Interface, name string) ([]*corev1.Namespace, error) {
-	if name != "" {
-		ns, err := cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if ns != "" {
+		namespace, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		switch {
+		case err == nil:
+			o.Namespaces = []*corev1.Namespace{namespace}
 		case apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("namespace %q not found", name)
+			return nil, fmt.Errorf("namespace %q not found", ns)
 		case apierrors.IsForbidden(err):
-			return nil, err
-		case err != nil:
+			// Users whose rights end at their namespace can still audit it.
+			o.Warnings = append(o.Warnings, fmt.Sprintf("cannot get namespace %q (forbidden): its %s annotation is not applied", ns, engine.AnnotationEnforcement))
+		default:
 			return nil, listError("get", "namespaces", "", err)
 		}
-		return []*corev1.Namespace{ns}, nil
 	}
-	list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, listError("list", "namespaces", "", err)
-	}
-	out := make([]*corev1.Namespace, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out, nil
+	return &o, nil
 }
 
 // listError says what could not be read and, when RBAC refused it, which
@@ -161,4 +146,36 @@ func (p *terminalProgress) Done() {
 	if !p.last.IsZero() {
 		fmt.Fprint(p.w, "\r"+strings.Repeat(" ", 40)+"\r")
 	}
+}
+
+// InstalledExclusions reads the namespaces an installed stateguard never
+// judges from its ValidatingWebhookConfiguration (the one whose webhooks are
+// named *.stateguard.io): the NotIn values of its kubernetes.io/metadata.name
+// selector. It returns the configuration's name, or "" when none is installed.
+func InstalledExclusions(ctx context.Context, cs kubernetes.Interface) (namespaces []string, configuration string, err error) {
+	list, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	for _, c := range list.Items {
+		for _, w := range c.Webhooks {
+			if !strings.HasSuffix(w.Name, ".stateguard.io") || w.NamespaceSelector == nil {
+				continue
+			}
+			for _, e := range w.NamespaceSelector.MatchExpressions {
+				if e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpNotIn {
+					for _, ns := range e.Values {
+						if !slices.Contains(namespaces, ns) {
+							namespaces = append(namespaces, ns)
+						}
+					}
+				}
+			}
+			configuration = c.Name
+		}
+		if configuration != "" {
+			return namespaces, configuration, nil
+		}
+	}
+	return nil, "", nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -81,6 +82,10 @@ func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, op admissionv1.Ope
 	if err != nil {
 		return Verdict{}, err
 	}
+	// What the HPA does to its Deployment is the Deployment's to exempt:
+	// an HPA scaling an exempt Deployment is not refused for it.
+	exempt := e.exemptions(dep)
+	vs = slices.DeleteFunc(vs, func(v violation) bool { return exempt.has(v.rule) })
 	return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, vs, oldVs, lk)
 }
 

@@ -300,6 +300,16 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, config.ActionDeny)},
 		},
 		{
+			name: "the Deployment's exemption covers its HPA",
+			obj:  hpa("web", "web", 5),
+			objects: []any{
+				deploy("web", ptr[int32](1), recreate, claimVolume("uploads"), func(d *appsv1.Deployment) {
+					d.Annotations = map[string]string{engine.AnnotationExempt: config.RuleSharedRWOPVC}
+				}),
+				pvc("uploads", rwo),
+			},
+		},
+		{
 			name:    "maxReplicas 1",
 			obj:     hpa("web", "web", 1),
 			objects: []any{web, pvc("uploads", rwo)},

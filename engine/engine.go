@@ -101,6 +101,9 @@ func New(cfg *config.Config) *Engine {
 	return e
 }
 
+// Enforcement is the global cap of the configuration.
+func (e *Engine) Enforcement() config.Action { return e.cfg.Enforcement }
+
 func (e *Engine) enabled(rule string) bool { return e.cfg.Action(rule) != config.ActionOff }
 
 // violation is a rule's finding before actions are resolved.

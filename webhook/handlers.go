@@ -32,19 +32,23 @@ type judge struct {
 
 // answer turns a verdict into admission warnings and, when anything is at
 // deny, a denial that carries every denied violation in one message. A
-// silent (dryrun) verdict tells the requester nothing; its violations are
-// logged and counted.
-// Lookup failures are the webhook's own fault: an internal error (500).
+// silent (dryrun) verdict tells the requester nothing: its violations are
+// logged and counted with the action enforcing would give them.
+// Lookup failures are the webhook's own fault: an internal error (500),
+// except in dryrun, which never blocks a write.
 func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) (admission.Warnings, error) {
 	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
 	if err != nil {
-		log.Error(err, "could not judge")
-		return nil, apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err))
+		return nil, j.judgeFailed(log, kind, op, obj, err)
 	}
 	warnings := admission.Warnings(v.Warnings)
 	var denials, decisions []string
 	for _, r := range v.Results {
-		j.metrics.Decisions.WithLabelValues(r.Rule, string(r.Action), string(op), kind).Inc()
+		counted := r.Action
+		if r.Action == config.ActionDryRun {
+			counted = r.Intended
+		}
+		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), string(op), kind).Inc()
 		decisions = append(decisions, r.Rule+"="+string(r.Action))
 		line := r.Rule + ": " + r.Field + ": " + r.Message
 		switch r.Action {
@@ -58,7 +62,10 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", r.Field, "message", r.Message)
 		}
 	}
-	if v.Silent {
+	if v.Silent && len(warnings) > 0 {
+		// Kept from the requester, but a mistyped exemption must surface
+		// before enforcement turns it into a denial.
+		log.Info("dryrun warnings", "warnings", warnings)
 		warnings = nil
 	}
 	if len(v.Results) == 0 {
@@ -73,6 +80,18 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 		noun = "rules"
 	}
 	return warnings, fmt.Errorf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))
+}
+
+// judgeFailed logs and counts a failure to judge. It is an internal error
+// (500) that refuses the write, except under dryrun enforcement, which
+// never blocks a write, not even when stateguard itself fails.
+func (j *judge) judgeFailed(log logr.Logger, kind string, op admissionv1.Operation, obj metav1.Object, err error) error {
+	log.Error(err, "could not judge")
+	j.metrics.Decisions.WithLabelValues("none", "error", string(op), kind).Inc()
+	if j.policy.Engine().Enforcement() == config.ActionDryRun {
+		return nil
+	}
+	return apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err))
 }
 
 // validator judges writes of one kind with an engine method: the
@@ -149,7 +168,10 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 		if apierrors.IsNotFound(err) {
 			return admission.Allowed("")
 		}
-		return admission.Errored(http.StatusInternalServerError, err)
+		if err := h.judgeFailed(h.log.WithValues("kind", "Scale", "namespace", req.Namespace, "name", req.Name), "Scale", req.Operation, dep, err); err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		return admission.Allowed("")
 	}
 	v, err := h.policy.Engine().Scale(ctx, req.Operation, scale, dep, h.lookup)
 	warnings, err := h.answer("Scale", req.Operation, dep, v, err)

@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -284,13 +286,60 @@ func TestDryRunIsSilentButRecorded(t *testing.T) {
 	if !review.Response.Allowed || len(review.Response.Warnings) > 0 {
 		t.Errorf("allowed %v, warnings %q: want allowed without warnings", review.Response.Allowed, review.Response.Warnings)
 	}
-	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "dryrun", "CREATE", "StatefulSet")); got != 1 {
-		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=dryrun} = %v, want 1", got)
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", "CREATE", "StatefulSet")); got != 1 {
+		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny} = %v, want 1: counted with the action it would have had", got)
 	}
-	want := `"level"=0 "msg"="dryrun violation" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
-		`"rule"="statefulset-headless-service" "intendedAction"="deny" "field"="spec.serviceName" "message"="Service \"orders-postgresql-hl\" not found`
-	if len(logged) != 1 || !strings.HasPrefix(logged[0], want) {
-		t.Errorf("logged %q, want one line starting %s", logged, want)
+	want := []string{
+		`"level"=0 "msg"="dryrun violation" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
+			`"rule"="statefulset-headless-service" "intendedAction"="deny" "field"="spec.serviceName" "message"="Service \"orders-postgresql-hl\" not found`,
+		`"level"=0 "msg"="dryrun warnings" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
+			`"warnings"=["annotation stateguard.io/exempt: unknown rule \"statefulset-headless\"`,
+	}
+	if len(logged) != len(want) {
+		t.Fatalf("logged %q, want %d lines", logged, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(logged[i], want[i]) {
+			t.Errorf("logged %s\nwant a line starting %s", logged[i], want[i])
+		}
+	}
+}
+
+// failingLookup fails every lookup, as an API server that cannot be reached would.
+type failingLookup struct{ engine.Lookup }
+
+func (failingLookup) Namespace(context.Context, string) (*corev1.Namespace, error) {
+	return nil, errors.New("connection refused")
+}
+
+func (failingLookup) Service(context.Context, string, string) (*corev1.Service, error) {
+	return nil, errors.New("connection refused")
+}
+
+// TestLookupFailures: stateguard's own failure refuses the write with a
+// 500, except under dryrun enforcement, which never blocks a write.
+func TestLookupFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name, cfg   string
+		wantAllowed bool
+	}{
+		{name: "deny", cfg: "", wantAllowed: false},
+		{name: "dryrun", cfg: "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n", wantAllowed: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, tt.cfg)
+			s.judge.lookup = failingLookup{}
+			_, review := s.post(t, PathValidateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil))
+			if review.Response.Allowed != tt.wantAllowed {
+				t.Errorf("allowed %v, want %v (%v)", review.Response.Allowed, tt.wantAllowed, review.Response.Result)
+			}
+			if !tt.wantAllowed && review.Response.Result.Code != http.StatusInternalServerError {
+				t.Errorf("status %d, want 500", review.Response.Result.Code)
+			}
+			if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("none", "error", "CREATE", "StatefulSet")); got != 1 {
+				t.Errorf("stateguard_admission_decisions_total{action=error} = %v, want 1", got)
+			}
+		})
 	}
 }
 

@@ -15,7 +15,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stateguard_admission_decisions_total",
-			Help: "Admission decisions by rule and effective action (deny, warn, dryrun, exempt; allow with rule none for objects without violations).",
+			Help: "Admission decisions by rule and action: the effective action (deny, warn, exempt), or under dryrun enforcement the action enforcing would give (the request was admitted silently); allow with rule none for objects without violations, error with rule none when stateguard could not judge.",
 		}, []string{"rule", "action", "operation", "kind"}),
 		ConfigReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stateguard_config_reload_errors_total",

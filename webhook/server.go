@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -164,7 +165,11 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 // addBackgroundAudit adds the background audit, which runs on the elected
 // leader and reads the same caches as the webhook.
 func addBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log logr.Logger) error {
-	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+	// A first pass may record many Events at once; client-go's default
+	// of 5 requests per second would stretch it to minutes.
+	eventsConfig := rest.CopyConfig(mgr.GetConfig())
+	eventsConfig.QPS, eventsConfig.Burst = 50, 100
+	clientset, err := kubernetes.NewForConfig(eventsConfig)
 	if err != nil {
 		return err
 	}

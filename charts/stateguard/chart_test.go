@@ -259,9 +259,10 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 }
 
 // auditRules are the ClusterRole rules the background audit needs beyond the
-// webhook's: StatefulSets join the Deployments it reads.
+// webhook's: StatefulSets reach it through a cache alone (list, watch).
 var auditRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list", "watch"}},
 	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "list"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"list", "create"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, ResourceNames: []string{"stateguard"}, Verbs: []string{"update"}},

@@ -16,6 +16,28 @@ import (
 	"github.com/stateguard/stateguard/report"
 )
 
+// installedExclusions skips what the installed webhook never judges (its
+// release namespace among them), falling back to the defaults.
+func installedExclusions(ctx context.Context, cs kubernetes.Interface, defaults []string, stderr io.Writer) []string {
+	namespaces, configuration, err := audit.InstalledExclusions(ctx, cs)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "note: cannot read the webhook configurations (%v): skipping %s; name the namespaces stateguard never judges with --exclude-namespaces\n", err, strings.Join(defaults, ", "))
+	case configuration == "":
+		fmt.Fprintf(stderr, "note: stateguard's webhook configuration is not installed: skipping %s\n", strings.Join(defaults, ", "))
+	default:
+		fmt.Fprintf(stderr, "note: skipping the namespaces ValidatingWebhookConfiguration %s never sends: %s\n", configuration, strings.Join(namespaces, ", "))
+		return namespaces
+	}
+	return defaults
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // splitList splits a comma-separated flag value, dropping blanks.
 func splitList(s string) []string {
 	var out []string
@@ -43,7 +65,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&opts.Namespace, "namespace", "", "same as -n")
 	fs.BoolVar(&allNamespaces, "A", false, "audit all namespaces but the excluded ones and those labelled "+audit.LabelIgnore+"=true")
 	fs.BoolVar(&allNamespaces, "all-namespaces", false, "same as -A")
-	fs.StringVar(&excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "with -A, the namespaces the webhook never judges, comma-separated")
+	fs.StringVar(&excluded, "exclude-namespaces", "", "with -A, the namespaces to skip, comma-separated (default: those the installed ValidatingWebhookConfiguration excludes, else kube-system,kube-node-lease)")
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file (default: the built-in policy)")
 	outputFlags(fs, &opts.Output)
 	fs.Usage = func() {
@@ -66,6 +88,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return report.ExitInvalid
 	}
 	opts.Excluded = splitList(excluded)
+	if !flagSet(fs, "exclude-namespaces") {
+		opts.Excluded = audit.DefaultExcludedNamespaces
+	}
 	eng, ok := loadEngine("audit", configFile, stderr)
 	if !ok {
 		return report.ExitInvalid
@@ -96,6 +121,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 		return report.ExitInvalid
+	}
+	if allNamespaces && !flagSet(fs, "exclude-namespaces") {
+		opts.Excluded = installedExclusions(ctx, cs, opts.Excluded, stderr)
 	}
 	var progress audit.Progress
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -97,9 +97,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stateguard serve: %v\n", err)
 		return report.ExitInvalid
 	}
-	// The background audit's first pass may record many Events at once;
-	// client-go's default of 5 requests per second would stretch it.
-	restConfig.QPS, restConfig.Burst = 50, 100
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
