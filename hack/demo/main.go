@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/stateguard/stateguard/internal/localcluster"
 )
@@ -59,9 +60,10 @@ func run(assets, helm, binary, state string) error {
 		_ = cluster.Stop()
 	}()
 
-	step("helm install stateguard charts/stateguard -n stateguard-system (self-managed TLS; defaults: podManagementPolicy Parallel, whenDeleted Delete)")
+	step("helm install stateguard charts/stateguard -n stateguard-system (self-managed TLS; defaults: podManagementPolicy Parallel, whenDeleted Delete; background audit every 10s)")
 	release, err := localcluster.Install(cluster, helm, "charts/stateguard", binary, "stateguard", "stateguard-system", state,
-		"--set", "defaults.podManagementPolicy=Parallel", "--set", "defaults.persistentVolumeClaimRetentionPolicy.whenDeleted=Delete")
+		"--set", "defaults.podManagementPolicy=Parallel", "--set", "defaults.persistentVolumeClaimRetentionPolicy.whenDeleted=Delete",
+		"--set", "audit.interval=10s")
 	if err != nil {
 		return err
 	}
@@ -90,10 +92,31 @@ func run(assets, helm, binary, state string) error {
 	kubectl("get", "statefulsets", "-A", "-o",
 		"custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,POD-MANAGEMENT:.spec.podManagementPolicy,WHEN-DELETED:.spec.persistentVolumeClaimRetentionPolicy.whenDeleted,DEFAULTED:.metadata.annotations.stateguard\\.io/defaulted")
 
+	stateguard := func(args ...string) {
+		fmt.Printf("\n$ stateguard %s\n", strings.Join(args, " "))
+		cmd := exec.Command(binary, append(args, "--kubeconfig", kubeconfig)...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+		if err := cmd.Run(); err != nil {
+			fmt.Println(err) // the exit status is part of the answer
+		}
+	}
+	step("Rolling out in dryrun: the namespace annotation admits the same manifests silently; audit and Events say what enforcing would deny")
+	kubectl("annotate", "namespace", "shop", "stateguard.io/enforcement=dryrun")
+	kubectl("apply", "-f", "examples/violations/")
+	stateguard("audit", "-n", "shop")
+	fmt.Println("\n(waiting for the next background audit pass)")
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(12 * time.Second):
+	}
+	kubectl("get", "events", "-n", "shop", "--field-selector", "reason=PolicyViolation", "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message")
+
 	step("Try your own manifests")
 	fmt.Printf(`  export KUBECONFIG=%s
   kubectl apply -f your-manifests/          # or: kubectl apply --dry-run=server -f ...
   bin/stateguard check -f your-manifests/   # the same rules, offline
+  bin/stateguard audit -A                   # the same rules, on what runs
   kubectl -n stateguard-system edit configmap stateguard   # change the policy (enforcement: warn, ...): stateguard reloads it
 stateguard's log: %s
 Stop with Ctrl-C here, or make demo-down from another terminal.
