@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	polv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -328,5 +329,39 @@ func TestMetrics(t *testing.T) {
 	m.observe(rep)
 	if n := testutil.CollectAndCount(m.Violations); n != 0 {
 		t.Errorf("after the fix: %d violation series, want none", n)
+	}
+}
+
+// TestEventFailures: a refused create is logged once per pass, not once
+// per Event, and retried by the next pass.
+func TestEventFailures(t *testing.T) {
+	client := fake.NewClientset()
+	refuse := true
+	client.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if refuse {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("no"))
+		}
+		return false, nil, nil
+	})
+	var logged []string
+	b := &Background{
+		Engine: func() *engine.Engine { return engine.New(config.Default()) }, Events: client.CoreV1(),
+		Metrics: NewMetrics(prometheus.NewRegistry()), emitted: map[string]bool{},
+		Log: funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{}),
+	}
+	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "a", nil), orphan("shop", "b", nil)}}
+	pass := func() int {
+		rep, _, err := Judge(context.Background(), b.Engine(), objs, Scope{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+	}
+	if n := pass(); n != 0 || len(logged) != 1 || !strings.Contains(logged[0], `"failed"=2`) {
+		t.Errorf("refused: created %d, logged %q: want 0 and one line counting 2 failures", n, logged)
+	}
+	refuse = false
+	if n := pass(); n != 2 {
+		t.Errorf("the next pass created %d Events, want 2", n)
 	}
 }

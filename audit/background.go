@@ -147,7 +147,8 @@ func byPath(objs *Objects, scope Scope) map[string]metav1.Object {
 // violations that are gone. It returns how many Events it created.
 func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judged map[string]metav1.Object) int {
 	current := map[string]bool{}
-	created := 0
+	created, failed := 0, 0
+	var firstErr error
 	for _, r := range rep.Results {
 		if r.Action == engine.ActionExempt {
 			continue
@@ -165,10 +166,18 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 			created++
 		case apierrors.IsAlreadyExists(err):
 		default:
-			b.Log.Error(err, "recording an Event", "namespace", obj.GetNamespace(), "name", obj.GetName(), "rule", r.Rule)
+			// Retried next pass. One line per pass, not per Event: a
+			// missing permission would otherwise flood the log.
+			if failed == 0 {
+				firstErr = err
+			}
+			failed++
 			continue
 		}
 		b.emitted[name] = true
+	}
+	if failed > 0 {
+		b.Log.Error(firstErr, "recording Events failed; retrying next pass", "failed", failed)
 	}
 	for name := range b.emitted {
 		if !current[name] {
