@@ -45,7 +45,7 @@ func BenchmarkAuditScale(b *testing.B) {
 		}
 
 		// A server audits once an hour: its first pass is the one measured.
-		server := startAuditServer(b, "default", "1h")
+		server := startAuditServer(b, kubeconfig, "default", "1h")
 		server.waitFirstPass(b)
 		passTimes = append(passTimes, metricSumAt(b, server.metricsURL, "stateguard_audit_last_run_duration_seconds"))
 		serverRSS = append(serverRSS, peakRSS(b, server.pid))

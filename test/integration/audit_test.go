@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 )
 
@@ -248,8 +249,8 @@ type auditServer struct {
 }
 
 // startAuditServer starts a server that audits every interval, electing
-// its leader with a Lease in leaseNamespace.
-func startAuditServer(t testing.TB, leaseNamespace, interval string) *auditServer {
+// its leader with a Lease in leaseNamespace, as the user of kubeconfig.
+func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string) *auditServer {
 	t.Helper()
 	ports, err := freePorts(3)
 	if err != nil {
@@ -366,8 +367,37 @@ func getPolicyReport(t *testing.T, ns string) policyReport {
 	return r
 }
 
+// asChartServiceAccount installs the chart's RBAC and ServiceAccount into
+// ns, as a release there would, and returns a kubeconfig that impersonates
+// that ServiceAccount.
+func asChartServiceAccount(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command(helmBin, "template", "stateguard", "../../charts/stateguard", "--namespace", ns, "--api-versions", "cert-manager.io/v1",
+		"--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	if _, err := kubectl(string(out), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = kubectl("", "delete", "clusterrolebinding,clusterrole", "stateguard") })
+	config, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range config.AuthInfos {
+		user.Impersonate = "system:serviceaccount:" + ns + ":stateguard"
+	}
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*config, file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // TestBackgroundAudit runs a second server with the background audit every
-// 2s and the PolicyReport CRD installed from the chart's copy.
+// 2s and the PolicyReport CRD installed from the chart's copy, as the
+// chart's ServiceAccount: its RBAC is all the audit gets.
 func TestBackgroundAudit(t *testing.T) {
 	if _, err := kubectl("", "apply", "--server-side", "-f", "../../charts/stateguard/files/wgpolicyk8s.io_policyreports.yaml"); err != nil {
 		t.Fatal(err)
@@ -380,7 +410,7 @@ func TestBackgroundAudit(t *testing.T) {
 	ns := namespace(t, nil, map[string]string{"stateguard.io/enforcement": "dryrun"})
 	mustApply(t, ns, statefulSetWithoutService("ledger"))
 
-	server := startAuditServer(t, ns, "2s")
+	server := startAuditServer(t, asChartServiceAccount(t, ns), ns, "2s")
 	server.waitPasses(t, 1)
 	events := violationEvents(t, ns, "ledger")
 	if len(events) != 1 {
@@ -404,7 +434,7 @@ func TestBackgroundAudit(t *testing.T) {
 	// Two more intervals, then a restart: still one Event.
 	server.waitPasses(t, 2)
 	server.stop()
-	server = startAuditServer(t, ns, "2s")
+	server = startAuditServer(t, asChartServiceAccount(t, ns), ns, "2s")
 	defer server.stop()
 	server.waitPasses(t, 1)
 	if events := violationEvents(t, ns, "ledger"); len(events) != 1 || events[0].Name != ev.Name || events[0].Count != 1 {
