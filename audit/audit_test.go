@@ -106,17 +106,22 @@ func TestScope(t *testing.T) {
 }
 
 // TestEvents: one Event per distinct violation, none for exemptions, none
-// again on the next pass or after a restart, a new one for a new violation.
+// again on the next pass, after a restart, or after a restart once the
+// Event has expired; a new one for a new violation.
 func TestEvents(t *testing.T) {
 	client := fake.NewClientset()
-	newBackground := func() *Background {
+	ledger := func() *Ledger { return &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"} }
+	// start is Start without its loop: a fresh server.
+	start := func() *Background {
 		b := &Background{
-			Cache: ctrlfake.NewClientBuilder().Build(), Engine: func() *engine.Engine { return engine.New(config.Default()) },
-			Events: client.CoreV1(), Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+			Engine: func() *engine.Engine { return engine.New(config.Default()) },
+			Events: client.CoreV1(), Ledger: ledger(), Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 		}
-		if err := b.loadEmitted(context.Background()); err != nil {
+		emitted, err := b.Ledger.Load(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
+		b.emitted = emitted
 		return b
 	}
 	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{
@@ -128,9 +133,20 @@ func TestEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Metrics.observe(rep)
-		return b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+		n := b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+		if err := b.Ledger.Save(context.Background(), b.emitted); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	b := newBackground()
+	events := func() []corev1.Event {
+		list, err := client.CoreV1().Events("shop").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list.Items
+	}
+	b := start()
 	if n := pass(b); n != 1 {
 		t.Fatalf("first pass created %d Events, want 1 (the exempt object gets none)", n)
 	}
@@ -140,17 +156,20 @@ func TestEvents(t *testing.T) {
 	if n := pass(b); n != 0 {
 		t.Errorf("second pass created %d Events, want 0", n)
 	}
-	list, err := client.CoreV1().Events("shop").List(context.Background(), metav1.ListOptions{})
-	if err != nil {
+	ev := events()[0]
+	if len(events()) != 1 || ev.InvolvedObject.UID != "uid-shop-db" || ev.Reason != EventReason || ev.Type != corev1.EventTypeWarning {
+		t.Fatalf("Events: %+v", events())
+	}
+	if n := pass(start()); n != 0 {
+		t.Errorf("after a restart the pass created %d Events, want 0", n)
+	}
+	// The API server drops the Event (--event-ttl); the ledger remembers.
+	if err := client.CoreV1().Events("shop").Delete(context.Background(), ev.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ev := list.Items[0]
-	if len(list.Items) != 1 || ev.InvolvedObject.UID != "uid-shop-db" || ev.Reason != EventReason || ev.Type != corev1.EventTypeWarning {
-		t.Fatalf("Events: %+v", list.Items)
-	}
-	// The fake clientset ignores field selectors: every Event here is ours.
-	if n := pass(newBackground()); n != 0 {
-		t.Errorf("after a restart the pass created %d Events, want 0", n)
+	b = start()
+	if n := pass(b); n != 0 || len(events()) != 0 {
+		t.Errorf("after the Event expired and a restart: %d Events created, want 0", n)
 	}
 	// A new action (dryrun enforced as deny) is no new violation.
 	b.Engine = func() *engine.Engine {
@@ -168,6 +187,13 @@ func TestEvents(t *testing.T) {
 	if n := pass(b); n != 1 {
 		t.Errorf("a changed violation created %d Events, want 1", n)
 	}
+	cm, err := client.CoreV1().ConfigMaps("stateguard-system").Get(context.Background(), "stateguard-audit", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(cm.Data["violations"]); len(got) != 1 {
+		t.Errorf("the ledger holds %q, want the one current violation", got)
+	}
 }
 
 func TestEventNameFitsTheLimit(t *testing.T) {
@@ -176,7 +202,7 @@ func TestEventNameFitsTheLimit(t *testing.T) {
 	for range 25 {
 		long.Name += "abcdefghi-"
 	}
-	name := eventName(long, engine.Result{Rule: "r"})
+	name := eventName(long, violationDigest(long, engine.Result{Rule: "r"}))
 	if len(name) > 253 || name[len(name)-18] == '-' {
 		t.Errorf("event name %q (%d characters)", name, len(name))
 	}

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,13 +37,13 @@ type Background struct {
 	Interval time.Duration
 	Excluded []string
 	Events   corev1client.EventsGetter
+	Ledger   *Ledger
 	Reports  *Reports // nil when PolicyReports are not written
 	Metrics  *Metrics
 	Log      logr.Logger
 
-	// emitted holds the names of the Events already recorded for current
-	// violations; names are derived from the violation, so after a restart
-	// the Events in the cluster say the same.
+	// emitted holds the digests of the current violations that have had
+	// their Event, as the Ledger stores them.
 	emitted map[string]bool
 }
 
@@ -53,11 +52,14 @@ func (b *Background) NeedLeaderElection() bool { return true }
 // Start runs a pass at once, then every Interval, until ctx ends.
 func (b *Background) Start(ctx context.Context) error {
 	b.Log.Info("background audit starting", "interval", b.Interval)
-	if err := b.loadEmitted(ctx); err != nil {
-		// Without them, a restart repeats creates that the API server
-		// refuses as existing: slower, but no Event is recorded twice.
-		b.Log.Error(err, "reading the Events of earlier passes")
+	emitted, err := b.Ledger.Load(ctx)
+	if err != nil {
+		// Creates of Events that still exist are refused as existing:
+		// only violations whose Event has expired are recorded again.
+		b.Log.Error(err, "reading which violations have had their Event", "configmap", b.Ledger.Namespace+"/"+b.Ledger.Name)
+		emitted = map[string]bool{}
 	}
+	b.emitted = emitted
 	t := time.NewTicker(b.Interval)
 	defer t.Stop()
 	for {
@@ -86,6 +88,9 @@ func (b *Background) Pass(ctx context.Context) error {
 	judged := byPath(objs, Scope{Excluded: b.Excluded})
 	b.Metrics.observe(rep)
 	events := b.recordEvents(ctx, rep, judged)
+	if err := b.Ledger.Save(ctx, b.emitted); err != nil {
+		b.Log.Error(err, "recording which violations have had their Event", "configmap", b.Ledger.Namespace+"/"+b.Ledger.Name)
+	}
 	var reportErr error
 	if b.Reports != nil {
 		reportErr = b.Reports.Write(ctx, rep, judged)
@@ -154,12 +159,12 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 			continue
 		}
 		obj := judged[r.Source]
-		name := eventName(obj, r.Result)
-		current[name] = true
-		if b.emitted[name] {
+		digest := violationDigest(obj, r.Result)
+		current[digest] = true
+		if b.emitted[digest] {
 			continue
 		}
-		ev := violationEvent(name, obj, r.Result)
+		ev := violationEvent(eventName(obj, digest), obj, r.Result)
 		_, err := b.Events.Events(obj.GetNamespace()).Create(ctx, ev, metav1.CreateOptions{})
 		switch {
 		case err == nil:
@@ -174,46 +179,35 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 			failed++
 			continue
 		}
-		b.emitted[name] = true
+		b.emitted[digest] = true
 	}
 	if failed > 0 {
 		b.Log.Error(firstErr, "recording Events failed; retrying next pass", "failed", failed)
 	}
-	for name := range b.emitted {
-		if !current[name] {
-			delete(b.emitted, name)
+	for digest := range b.emitted {
+		if !current[digest] {
+			delete(b.emitted, digest)
 		}
 	}
 	return created
 }
 
-// loadEmitted reads the names of the Events recorded before a restart.
-func (b *Background) loadEmitted(ctx context.Context) error {
-	b.emitted = map[string]bool{}
-	list, err := b.Events.Events("").List(ctx, metav1.ListOptions{
-		FieldSelector: fields.Set{"reason": EventReason, "source": EventComponent}.String(),
-	})
-	if err != nil {
-		return err
-	}
-	for _, ev := range list.Items {
-		b.emitted[ev.Name] = true
-	}
-	return nil
+// violationDigest identifies a violation: the same violation always has
+// the same digest, a new one a new digest. The action is left out: moving
+// from dryrun to deny changes no violation, and should not record every
+// one of them again.
+func violationDigest(obj metav1.Object, r engine.Result) string {
+	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message))
+	return hex.EncodeToString(sum[:8])
 }
 
-// eventName is the object's name and a digest of the violation: the same
-// violation always gets the same Event, a new one a new Event. The action
-// is left out: moving from dryrun to deny changes no violation, and should
-// not record every one of them again.
-func eventName(obj metav1.Object, r engine.Result) string {
-	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message))
+// eventName is the object's name and the violation's digest.
+func eventName(obj metav1.Object, digest string) string {
 	name := obj.GetName()
-	const maxName = 253 - 1 - 16
-	if len(name) > maxName {
-		name = strings.TrimRight(name[:maxName], "-.")
+	if max := 253 - 1 - len(digest); len(name) > max {
+		name = strings.TrimRight(name[:max], "-.")
 	}
-	return name + "." + hex.EncodeToString(sum[:8])
+	return name + "." + digest
 }
 
 func violationEvent(name string, obj metav1.Object, r engine.Result) *corev1.Event {

@@ -18,6 +18,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -59,9 +60,12 @@ type Options struct {
 	// CertificateNamespace) whose readiness and expiry are exported.
 	Certificate, CertificateNamespace string
 	// AuditInterval, when positive, runs the background audit on the
-	// elected leader; it skips the ExcludedNamespaces as admission does.
+	// elected leader; it skips the ExcludedNamespaces as admission does,
+	// and keeps the violations that have had their Event in the ConfigMap
+	// AuditLedger.
 	AuditInterval      time.Duration
 	ExcludedNamespaces []string
+	AuditLedger        types.NamespacedName
 }
 
 // Setup registers the handlers, the HPA index, the configuration watcher
@@ -179,6 +183,7 @@ func addBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 		Interval: opts.AuditInterval,
 		Excluded: opts.ExcludedNamespaces,
 		Events:   clientset.CoreV1(),
+		Ledger:   &audit.Ledger{ConfigMaps: clientset.CoreV1(), Namespace: opts.AuditLedger.Namespace, Name: opts.AuditLedger.Name},
 		Reports: &audit.Reports{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
 			Discovery: clientset.Discovery(), Log: log.WithName("policyreports"),

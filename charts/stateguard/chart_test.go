@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -263,9 +264,15 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 var auditRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list", "watch"}},
-	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "list"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"list", "create"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, ResourceNames: []string{"stateguard"}, Verbs: []string{"update"}},
+}
+
+// ledgerRules are the Role rules for the background audit's ConfigMap.
+var ledgerRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+	{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"sg-stateguard-audit"}, Verbs: []string{"get", "update"}},
 }
 
 // webhookRules are those of auditRules' resources the webhook alone needs.
@@ -306,6 +313,22 @@ func TestAuditArgsAndRBAC(t *testing.T) {
 			})
 			if diff := cmp.Diff(tt.wantRules, got); diff != "" {
 				t.Errorf("ClusterRole rules for the audit (-want +got):\n%s", diff)
+			}
+			// The ledger ConfigMap, in the release namespace only.
+			var role rbacv1.Role
+			r.get(t, "Role/sg-stateguard", &role)
+			gotLedger := slices.DeleteFunc(slices.Clone(role.Rules), func(rule rbacv1.PolicyRule) bool {
+				return !slices.Contains(rule.Resources, "configmaps")
+			})
+			var wantLedger []rbacv1.PolicyRule
+			if audited := len(tt.wantRules) > len(webhookRules); audited {
+				wantLedger = ledgerRules
+				if !slices.Contains(args, "--audit-ledger=sg-stateguard-audit") {
+					t.Errorf("args %q lack --audit-ledger=sg-stateguard-audit", args)
+				}
+			}
+			if diff := cmp.Diff(wantLedger, gotLedger, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Role rules for the ledger (-want +got):\n%s", diff)
 			}
 		})
 	}

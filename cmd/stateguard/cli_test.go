@@ -207,6 +207,7 @@ func TestExitStatus(t *testing.T) {
 		{name: "audit: a bad output format", args: []string{"audit", "-A", "-o", "yaml"}, wantExit: 2, wantStderr: `stateguard audit: -o "yaml": must be table or json`},
 		{name: "audit: a kubeconfig that does not exist", args: []string{"audit", "-A", "--kubeconfig", "missing.kubeconfig"}, wantExit: 2, wantStderr: "missing.kubeconfig"},
 		{name: "audit: a bad config", args: []string{"audit", "-A", "--config", "missing.yaml"}, wantExit: 2, wantStderr: "stateguard audit: "},
+		{name: "serve: an audit without a namespace for its ledger", args: []string{"serve", "--audit-interval", "5m", "--namespace", ""}, wantExit: 2, wantStderr: "--audit-interval needs --namespace"},
 		{name: "serve: a negative audit interval", args: []string{"serve", "--audit-interval", "-5m"}, wantExit: 2, wantStderr: "--audit-interval -5m0s: must be positive"},
 		{name: "help", args: []string{"check", "-h"}, wantExit: 0, wantStderr: "Exit status: 0 when nothing is at deny"},
 	}

@@ -13,6 +13,7 @@ import (
 	polv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -40,7 +41,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		port                                                        int
 		leaderElect                                                 bool
 		auditInterval                                               time.Duration
-		excluded                                                    string
+		excluded, auditLedger                                       string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: in-cluster, or $KUBECONFIG)")
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file, reloaded when it changes (default: the built-in policy)")
@@ -50,6 +51,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
 	fs.BoolVar(&leaderElect, "leader-elect", false, "elect a leader among replicas for the background audit")
 	fs.DurationVar(&auditInterval, "audit-interval", 0, "how often to audit the cluster in the background, on the elected leader (0 disables it)")
+	fs.StringVar(&auditLedger, "audit-ledger", "stateguard-audit", "the ConfigMap (in --namespace) where the background audit records which violations have had their Event, so that none is recorded twice")
 	fs.StringVar(&excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "the namespaces the background audit skips, comma-separated: those the webhook configurations exclude")
 	// Stack traces only for panics: a client's malformed request is logged
 	// as an error, and a trace of the HTTP stack says nothing about it.
@@ -57,7 +59,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&webhookService, "webhook-service", "", "self-managed TLS: the Service the API server calls (the certificate is for NAME.NAMESPACE.svc)")
 	fs.StringVar(&webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the name of the validating and mutating webhook configurations")
 	fs.StringVar(&certificate, "certificate", "", "the cert-manager Certificate (in --namespace) that issues the serving certificate: export stateguard_certificate_ready and stateguard_certificate_expiry_timestamp_seconds")
-	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, or of the self-managed Secret and the Service (default: $POD_NAMESPACE)")
+	fs.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, of the self-managed Secret and the Service, and of the --audit-ledger ConfigMap (default: $POD_NAMESPACE)")
 	zapOpts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	zapOpts.BindFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
@@ -71,9 +73,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stateguard serve: --audit-interval %v: must be positive, or 0 to disable the background audit\n", auditInterval)
 		return report.ExitInvalid
 	}
+	if auditInterval > 0 && namespace == "" {
+		fmt.Fprintln(stderr, "stateguard serve: --audit-interval needs --namespace (or $POD_NAMESPACE) for the ConfigMap of --audit-ledger")
+		return report.ExitInvalid
+	}
 	opts := webhook.Options{
 		ConfigFile: configFile, CertDir: certDir, Certificate: certificate, CertificateNamespace: namespace,
 		AuditInterval: auditInterval, ExcludedNamespaces: splitList(excluded),
+		AuditLedger: types.NamespacedName{Namespace: namespace, Name: auditLedger},
 	}
 	if certificate != "" && namespace == "" {
 		fmt.Fprintln(stderr, "stateguard serve: --certificate needs --namespace (or $POD_NAMESPACE)")

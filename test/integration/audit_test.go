@@ -410,7 +410,8 @@ func TestBackgroundAudit(t *testing.T) {
 	ns := namespace(t, nil, map[string]string{"stateguard.io/enforcement": "dryrun"})
 	mustApply(t, ns, statefulSetWithoutService("ledger"))
 
-	server := startAuditServer(t, asChartServiceAccount(t, ns), ns, "2s")
+	serviceAccount := asChartServiceAccount(t, ns)
+	server := startAuditServer(t, serviceAccount, ns, "2s")
 	server.waitPasses(t, 1)
 	events := violationEvents(t, ns, "ledger")
 	if len(events) != 1 {
@@ -434,11 +435,23 @@ func TestBackgroundAudit(t *testing.T) {
 	// Two more intervals, then a restart: still one Event.
 	server.waitPasses(t, 2)
 	server.stop()
-	server = startAuditServer(t, asChartServiceAccount(t, ns), ns, "2s")
-	defer server.stop()
+	server = startAuditServer(t, serviceAccount, ns, "2s")
 	server.waitPasses(t, 1)
 	if events := violationEvents(t, ns, "ledger"); len(events) != 1 || events[0].Name != ev.Name || events[0].Count != 1 {
 		t.Errorf("after three passes and a restart: %d Events, want the first one only, unchanged", len(events))
+	}
+
+	// The API server drops Events after its --event-ttl; the ledger
+	// ConfigMap remembers, across another restart.
+	if err := clientset.CoreV1().Events(ns).Delete(context.Background(), ev.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	server.stop()
+	server = startAuditServer(t, serviceAccount, ns, "2s")
+	defer server.stop()
+	server.waitPasses(t, 1)
+	if events := violationEvents(t, ns, "ledger"); len(events) != 0 {
+		t.Errorf("after the Event expired and a restart: %d Events, want none recorded again", len(events))
 	}
 
 	// Fixed: the next pass clears the result and the gauge.
