@@ -110,7 +110,9 @@ func TestScope(t *testing.T) {
 // Event has expired; a new one for a new violation.
 func TestEvents(t *testing.T) {
 	client := fake.NewClientset()
-	ledger := func() *Ledger { return &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"} }
+	ledger := func() *Ledger {
+		return &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"}
+	}
 	// start is Start without its loop: a fresh server.
 	start := func() *Background {
 		b := &Background{
