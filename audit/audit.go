@@ -54,13 +54,18 @@ func (s Scope) skipped(namespace string, ignored map[string]bool) bool {
 	return ignored[namespace] || slices.Contains(s.Excluded, namespace)
 }
 
+// judgedKinds are the API version and resource of each kind the audit
+// judges: for sources, Events and PolicyReport results.
+var judgedKinds = map[string]struct{ apiVersion, resource string }{
+	"StatefulSet":             {"apps/v1", "statefulsets"},
+	"Deployment":              {"apps/v1", "deployments"},
+	"HorizontalPodAutoscaler": {"autoscaling/v2", "horizontalpodautoscalers"},
+}
+
 // apiPath is the source of a judged object: where `kubectl get --raw` finds it.
-func apiPath(group, resource string, obj metav1.Object) string {
-	prefix := "/apis/" + group
-	if group == "v1" {
-		prefix = "/api/v1"
-	}
-	return prefix + "/namespaces/" + obj.GetNamespace() + "/" + resource + "/" + obj.GetName()
+func apiPath(kind string, obj metav1.Object) string {
+	k := judgedKinds[kind]
+	return "/apis/" + k.apiVersion + "/namespaces/" + obj.GetNamespace() + "/" + k.resource + "/" + obj.GetName()
 }
 
 // inputs turns the objects in scope into the engine's input, workloads
@@ -73,19 +78,19 @@ func (o *Objects) inputs(scope Scope) []report.Object {
 		}
 	}
 	var objs []report.Object
-	add := func(kind, group, resource string, obj metav1.Object) {
+	add := func(kind string, obj metav1.Object) {
 		if !scope.skipped(obj.GetNamespace(), ignored) {
-			objs = append(objs, report.Object{Source: apiPath(group, resource, obj), Kind: kind, Typed: obj})
+			objs = append(objs, report.Object{Source: apiPath(kind, obj), Kind: kind, Typed: obj})
 		}
 	}
 	for _, x := range sorted(o.StatefulSets) {
-		add("StatefulSet", "apps/v1", "statefulsets", x)
+		add("StatefulSet", x)
 	}
 	for _, x := range sorted(o.Deployments) {
-		add("Deployment", "apps/v1", "deployments", x)
+		add("Deployment", x)
 	}
 	for _, x := range sorted(o.HPAs) {
-		add("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", x)
+		add("HorizontalPodAutoscaler", x)
 	}
 	// Lookups need no source: they are never reported.
 	for _, x := range o.Services {

@@ -135,7 +135,7 @@ func TestEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Metrics.observe(rep)
-		n := b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+		n := b.recordEvents(context.Background(), rep, byPath(objs.inputs(Scope{})))
 		if err := b.Ledger.Save(context.Background(), b.emitted); err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +240,7 @@ func TestPolicyReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Write(context.Background(), rep, byPath(objs, Scope{})); err != nil {
+		if err := r.Write(context.Background(), rep, byPath(objs.inputs(Scope{}))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -383,7 +383,7 @@ func TestEventFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b.recordEvents(context.Background(), rep, byPath(objs, Scope{}))
+		return b.recordEvents(context.Background(), rep, byPath(objs.inputs(Scope{})))
 	}
 	if n := pass(); n != 0 || len(logged) != 1 || !strings.Contains(logged[0], `"failed"=2`) {
 		t.Errorf("refused: created %d, logged %q: want 0 and one line counting 2 failures", n, logged)

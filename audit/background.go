@@ -81,11 +81,12 @@ func (b *Background) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, _, err := Judge(ctx, b.Engine(), objs, Scope{Excluded: b.Excluded})
+	in := objs.inputs(Scope{Excluded: b.Excluded})
+	rep, _, err := judgeInputs(ctx, b.Engine(), in)
 	if err != nil {
 		return err
 	}
-	judged := byPath(objs, Scope{Excluded: b.Excluded})
+	judged := byPath(in)
 	b.Metrics.observe(rep)
 	events := b.recordEvents(ctx, rep, judged)
 	if err := b.Ledger.Save(ctx, b.emitted); err != nil {
@@ -137,9 +138,9 @@ func pointers[T any](items []T) []*T {
 }
 
 // byPath maps the source of each judged workload to the workload.
-func byPath(objs *Objects, scope Scope) map[string]metav1.Object {
+func byPath(in []report.Object) map[string]metav1.Object {
 	m := map[string]metav1.Object{}
-	for _, o := range objs.inputs(scope) {
+	for _, o := range in {
 		if o.Source != "" {
 			m[o.Source] = o.Typed
 		}
@@ -215,7 +216,7 @@ func violationEvent(name string, obj metav1.Object, r engine.Result) *corev1.Eve
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace()},
 		InvolvedObject: corev1.ObjectReference{
-			APIVersion: kindAPIVersion[r.Kind], Kind: r.Kind,
+			APIVersion: judgedKinds[r.Kind].apiVersion, Kind: r.Kind,
 			Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(),
 		},
 		Reason:         EventReason,
@@ -226,10 +227,4 @@ func violationEvent(name string, obj metav1.Object, r engine.Result) *corev1.Eve
 		LastTimestamp:  now,
 		Count:          1,
 	}
-}
-
-var kindAPIVersion = map[string]string{
-	"StatefulSet":             "apps/v1",
-	"Deployment":              "apps/v1",
-	"HorizontalPodAutoscaler": "autoscaling/v2",
 }

@@ -136,7 +136,7 @@ func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1
 	}
 	if obj != nil {
 		res.Resources = []corev1.ObjectReference{{
-			APIVersion: kindAPIVersion[e.Kind], Kind: e.Kind,
+			APIVersion: judgedKinds[e.Kind].apiVersion, Kind: e.Kind,
 			Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(),
 		}}
 	}

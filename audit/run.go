@@ -54,7 +54,11 @@ func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts 
 // Judge judges the workloads of the scope as `stateguard check` would
 // judge their manifests. The report counts the workloads judged.
 func Judge(ctx context.Context, eng *engine.Engine, objs *Objects, scope Scope) (*report.Report, []string, error) {
-	in := objs.inputs(scope)
+	return judgeInputs(ctx, eng, objs.inputs(scope))
+}
+
+// judgeInputs is Judge for inputs already scoped.
+func judgeInputs(ctx context.Context, eng *engine.Engine, in []report.Object) (*report.Report, []string, error) {
 	rep, warnings, err := report.Judge(ctx, eng, in)
 	if err != nil {
 		return nil, nil, err
