@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,10 +26,7 @@ func TestImageReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	archive := filepath.Join(dir, "image.tar")
-	ref, err := build(binary, "../../charts/stateguard", archive, "abc123", time.Unix(1700000000, 0).UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := buildStateguard(t, binary, archive, time.Unix(1700000000, 0).UTC())
 	wantRef, version, err := chartImage("../../charts/stateguard")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +45,8 @@ func TestImageReadsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(manifest.Manifests) != 1 || manifest.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref {
+	if len(manifest.Manifests) != 1 || manifest.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref ||
+		manifest.Manifests[0].Annotations["io.containerd.image.name"] != ref {
 		t.Fatalf("index %+v: want one image named %s", manifest.Manifests, ref)
 	}
 	img, err := index.Image(manifest.Manifests[0].Digest)
@@ -106,9 +105,7 @@ func TestImageIsReproducible(t *testing.T) {
 	var archives [][]byte
 	for _, name := range []string{"a.tar", "b.tar"} {
 		out := filepath.Join(dir, name)
-		if _, err := build(binary, "../../charts/stateguard", out, "abc123", time.Unix(0, 0).UTC()); err != nil {
-			t.Fatal(err)
-		}
+		buildStateguard(t, binary, out, time.Unix(0, 0).UTC())
 		data, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
@@ -117,6 +114,89 @@ func TestImageIsReproducible(t *testing.T) {
 	}
 	if !bytes.Equal(archives[0], archives[1]) {
 		t.Error("two builds of the same binary differ")
+	}
+}
+
+func buildStateguard(t *testing.T, binary, out string, created time.Time) string {
+	t.Helper()
+	s, err := stateguardSpec(binary, "../../charts/stateguard", "abc123", created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := write(s, out); err != nil {
+		t.Fatal(err)
+	}
+	return s.ref
+}
+
+// TestImageLinks builds an image with links to its binary, as the busybox
+// image has for its applets: each link points at the binary, its folders
+// exist, and so does a world-writable /tmp.
+func TestImageLinks(t *testing.T) {
+	dir := t.TempDir()
+	binary := filepath.Join(dir, "busybox")
+	if err := os.WriteFile(binary, []byte("busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "image.tar")
+	s := spec{ref: "localhost/busybox:1.35.0-debian", binary: binary, path: "/bin/busybox", links: []string{"/bin/sh", "/usr/sbin/httpd"}}
+	if err := write(s, archive); err != nil {
+		t.Fatal(err)
+	}
+	unpacked := filepath.Join(dir, "layout")
+	untar(t, archive, unpacked)
+	index, err := layout.ImageIndexFromPath(unpacked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := index.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := index.Image(manifest.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[hdr.Name] = fmt.Sprintf("%c %o %s", hdr.Typeflag, hdr.Mode, hdr.Linkname)
+	}
+	want := map[string]string{
+		"bin/":           "5 755 ",
+		"bin/busybox":    "0 755 ",
+		"bin/sh":         "2 777 /bin/busybox",
+		"tmp/":           "5 1777 ",
+		"usr/":           "5 755 ",
+		"usr/sbin/":      "5 755 ",
+		"usr/sbin/httpd": "2 777 /bin/busybox",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("layer (-want +got):\n%s", diff)
+	}
+}
+
+func TestUpstreamVersion(t *testing.T) {
+	for in, want := range map[string]string{"1:1.35.0-4+deb12u1+b1": "1.35.0", "1.36.1-9": "1.36.1", "2.0": "2.0", "1:2.1-rc1-3": "2.1-rc1"} {
+		if got := upstreamVersion(in); got != want {
+			t.Errorf("upstreamVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
