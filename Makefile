@@ -16,17 +16,32 @@ TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HEL
 export KUBEBUILDER_ASSETS := $(TOOLS)
 export STATEGUARD_HELM := $(TOOLS)/helm
 
-.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-audit check-examples tools chart-crds clean
+# The one-node cluster (make cluster): the node's Kubernetes components come
+# from the same module and version as kube-apiserver; CNI plugins and CoreDNS
+# from their own modules; containerd, runc, iptables and busybox from
+# Debian's packages. Its images are built here (no registry is reachable).
+CNI_VERSION := 1.10.0
+COREDNS_VERSION := 1.15.0
+CNI := $(CURDIR)/bin/tools/cni-$(CNI_VERSION)
+COREDNS := $(CURDIR)/bin/tools/coredns-$(COREDNS_VERSION)/coredns
+NODE_BINARIES := $(addprefix $(TOOLS)/,kubelet kube-controller-manager kube-scheduler kube-proxy)
+CLUSTER_PACKAGES := containerd runc iptables conntrack iproute2 busybox-static
+PAUSE_IMAGE := localhost/stateguard/pause:1.0
+COREDNS_IMAGE := localhost/coredns:$(COREDNS_VERSION)
+CLUSTER_IMAGES := bin/stateguard-image.tar bin/images/pause.tar bin/images/coredns.tar bin/images/busybox.tar
+CLUSTER := bin/stateguard-cluster
+
+.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-audit check-examples tools chart-crds clean \
+	cluster cluster-down cluster-tools cluster-packages cluster-images test-cluster
 
 all: lint test
 
-## demo: a local control plane with stateguard installed by its chart; applies the examples and waits (Ctrl-C or make demo-down)
-demo: build tools
-	$(GO) run ./hack/demo -assets $(TOOLS) -helm $(TOOLS)/helm -binary $(BIN) -state bin/demo
+## demo: the one-node cluster with stateguard installed by its chart; the counter demo, denials, dryrun and audit (the cluster keeps running)
+demo: cluster
+	$(GO) run ./hack/demo -kubeconfig bin/cluster/kubeconfig -kubectl $(TOOLS)/kubectl -helm $(TOOLS)/helm -binary $(BIN)
 
-## demo-down: stop what make demo started
-demo-down:
-	@if [ -f bin/demo/pid ]; then kill -TERM $$(cat bin/demo/pid) && echo "stopping the demo"; else echo "no demo is running"; fi
+## demo-down: stop the demo's cluster (make cluster-down)
+demo-down: cluster-down
 
 ## image: the OCI image archive bin/stateguard-image.tar (no Docker engine, no base image), named as the chart's default image
 image: build
@@ -37,20 +52,68 @@ image: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stateguard
 
-## test: lint, every test (including the integration tests on a real kube-apiserver), and a short fuzz run
-test: lint build tools unit fuzz
+## test: lint, every test (the integration tests on a real kube-apiserver, the end-to-end tests on the one-node cluster), and a short fuzz run
+test: lint build tools unit fuzz test-cluster
 
 ## tools: kube-apiserver, kubectl, etcd and helm in bin/tools (about 5 minutes cold, seconds warm)
 tools: $(TOOLS)/kube-apiserver $(TOOLS)/kubectl $(TOOLS)/etcd $(TOOLS)/helm
 
-$(TOOLS)/kube-apiserver $(TOOLS)/kubectl:
-	cd hack/tools/kubernetes && $(GO) build -o $@ k8s.io/kubernetes/cmd/$(@F)
+# Stamped with their version, as Kubernetes' own build does: the node and
+# kubectl report v$(KUBE_VERSION), not v0.0.0-master.
+KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=v$(KUBE_VERSION) -X $(pkg).gitMajor=$(word 1,$(subst ., ,$(KUBE_VERSION))) \
+	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) -X $(pkg).gitTreeState=clean)
+
+$(TOOLS)/kube-apiserver $(TOOLS)/kubectl $(NODE_BINARIES):
+	cd hack/tools/kubernetes && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(@F)
 
 $(TOOLS)/etcd:
 	cd hack/tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3
 
 $(TOOLS)/helm:
 	cd hack/tools/helm && $(GO) build -o $@ helm.sh/helm/v4/cmd/helm
+
+CLUSTER_UP = $(CLUSTER) up -state bin/cluster -kube $(TOOLS) -cni $(CNI) -pause-image $(PAUSE_IMAGE) -coredns-image $(COREDNS_IMAGE) $(CLUSTER_IMAGES)
+
+## cluster: a one-node Kubernetes cluster on this machine, in the background (root; bin/cluster/kubeconfig)
+cluster: cluster-tools cluster-packages cluster-images
+	$(CLUSTER_UP)
+
+## test-cluster: the end-to-end tests on the one-node cluster; a cluster this starts is stopped again
+test-cluster: cluster-tools cluster-packages cluster-images
+	@if $(CLUSTER) status -state bin/cluster -kube $(TOOLS); then started=; else started=1; fi; \
+	$(CLUSTER_UP) && STATEGUARD_CLUSTER_KUBECONFIG=$(CURDIR)/bin/cluster/kubeconfig \
+		$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/e2e/; rc=$$?; \
+	if [ -n "$$started" ]; then $(CLUSTER) down -state bin/cluster; fi; exit $$rc
+
+## cluster-down: stop the cluster and remove its containers, mounts, network devices, iptables chains and cgroups
+cluster-down:
+	@if [ -x $(CLUSTER) ]; then $(CLUSTER) down -state bin/cluster; else echo "no cluster was built here"; fi
+
+## cluster-tools: the node's components in bin/tools (built once), and the cluster command
+cluster-tools: tools $(NODE_BINARIES) $(CNI)/ptp $(COREDNS)
+	cd hack/cluster && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(CLUSTER) .
+
+$(CNI)/ptp:
+	cd hack/tools/cni && for p in main/ptp main/loopback ipam/host-local; do \
+		CGO_ENABLED=0 $(GO) build -o $(CNI)/$${p#*/} github.com/containernetworking/plugins/plugins/$$p || exit 1; done
+
+$(COREDNS):
+	cd hack/tools/coredns && CGO_ENABLED=0 $(GO) build -o $@ .
+
+## cluster-packages: the Debian packages the node runs (installed only when missing)
+cluster-packages:
+	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg-query -W -f '$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing" $$missing; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+## cluster-images: the images the node imports: stateguard's (make image), pause, CoreDNS and busybox
+cluster-images: image cluster-packages $(COREDNS)
+	mkdir -p bin/images
+	cd hack/cluster && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CURDIR)/bin/images/pause-binary ./pause
+	$(GO) run ./hack/image -kind pause -binary bin/images/pause-binary -ref $(PAUSE_IMAGE) -o bin/images/pause.tar
+	$(GO) run ./hack/image -kind coredns -binary $(COREDNS) -ref $(COREDNS_IMAGE) -version $(COREDNS_VERSION) -o bin/images/coredns.tar
+	$(GO) run ./hack/image -kind busybox -binary /bin/busybox -o bin/images/busybox.tar
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -65,6 +128,8 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd hack/cluster && $(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
 
 ## bench: the engine, check and admission review benchmarks (see README "Speed")
 bench:
