@@ -456,3 +456,21 @@ func lastLines(b []byte, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// setMainPolicy swaps the package server's policy for the rest of the
+// test and waits until it is in force.
+func setMainPolicy(t *testing.T, policy string) {
+	t.Helper()
+	original, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(configFile, original, 0o644)
+		time.Sleep(time.Second) // the reload is asynchronous
+	})
+	time.Sleep(time.Second)
+}

@@ -1,0 +1,305 @@
+//go:build e2e
+
+// Package e2e installs the chart on the one-node cluster of `make cluster`
+// as a user installs it, and checks stateguard as a workload: its Pods
+// under the restricted Pod Security level, its readiness, leader election,
+// denials through the chart's Service, the background audit with the
+// Pod's own token, and what an uninstall leaves. `make test-cluster`
+// (part of `make test`) brings the cluster up and runs it.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var kubeconfig, kubectlBin, helmBin string
+
+const (
+	release   = "stateguard"
+	namespace = "stateguard-system"
+	chart     = "../../charts/stateguard"
+	examples  = "../../examples"
+)
+
+func TestMain(m *testing.M) {
+	kubeconfig = os.Getenv("STATEGUARD_CLUSTER_KUBECONFIG")
+	kubectlBin = filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	helmBin = os.Getenv("STATEGUARD_HELM")
+	out, err := exec.Command(kubectlBin, "--kubeconfig", kubeconfig, "get", "nodes", "-o", `jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}`).CombinedOutput()
+	if err != nil || string(out) != "True" {
+		fmt.Fprintf(os.Stderr, "e2e: no Ready node at STATEGUARD_CLUSTER_KUBECONFIG=%q (%v: %s): run the tests with make test-cluster, which starts the cluster\n", kubeconfig, err, out)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// TestChartOnTheNode installs the chart as the README tells a user (no
+// cert-manager: self-managed TLS) into a namespace that enforces the
+// restricted Pod Security level, and follows it to its uninstall.
+func TestChartOnTheNode(t *testing.T) {
+	cleanup := func() {
+		_, _ = helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
+		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "--ignore-not-found", "--wait", "--timeout=120s")
+	}
+	cleanup()
+	t.Cleanup(cleanup)
+	mustKubectl(t, "create", "namespace", namespace)
+	mustKubectl(t, "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted")
+	installed := time.Now()
+	if out, err := helm("install", release, chart, "--namespace", namespace, "--set", "certManager.enabled=false",
+		"--set", "audit.interval=5s", "--wait", "--timeout", "4m"); err != nil {
+		t.Fatalf("helm install: %v\n%s\n%s", err, out, mustKubectl(t, "-n", namespace, "get", "pods,events"))
+	}
+	t.Logf("helm install --wait took %s", time.Since(installed).Round(time.Second))
+
+	pods := stateguardPods(t)
+	t.Run("two replicas Ready under the restricted level", func(t *testing.T) {
+		if len(pods) != 2 {
+			t.Fatalf("%d stateguard Pods, want 2", len(pods))
+		}
+		for _, p := range pods {
+			if !p.ready() || p.Status.Phase != "Running" {
+				t.Errorf("Pod %s: phase %s, not Ready", p.Metadata.Name, p.Status.Phase)
+			}
+		}
+		level := mustKubectl(t, "get", "namespace", namespace, "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
+		if level != "restricted" {
+			t.Errorf("namespace enforces %q", level)
+		}
+	})
+
+	t.Run("Ready only after the caches synced", func(t *testing.T) {
+		for _, p := range pods {
+			synced := logTime(t, p.Metadata.Name, "caches synced")
+			ready := p.readySince()
+			// Both have second precision.
+			if ready.Before(synced) {
+				t.Errorf("Pod %s was Ready at %s, before its caches synced at %s", p.Metadata.Name, ready, synced)
+			}
+		}
+	})
+
+	t.Run("one replica holds the Lease", func(t *testing.T) {
+		holder := mustKubectl(t, "-n", namespace, "get", "lease", "stateguard.io", "-o", "jsonpath={.spec.holderIdentity}")
+		name, _, _ := strings.Cut(holder, "_")
+		if name != pods[0].Metadata.Name && name != pods[1].Metadata.Name {
+			t.Errorf("the Lease is held by %q, not by a stateguard Pod (%s, %s)", holder, pods[0].Metadata.Name, pods[1].Metadata.Name)
+		}
+	})
+
+	t.Run("kubectl apply of the violating examples is denied through the Service", func(t *testing.T) {
+		mustKubectl(t, "apply", "-f", examples+"/violations/namespace.yaml")
+		out, err := kubectl("apply", "-f", examples+"/violations/")
+		if err == nil {
+			t.Errorf("kubectl apply -f examples/violations/ succeeded, want denials:\n%s", out)
+		}
+		for _, want := range []string{
+			`admission webhook "statefulsets.validate.stateguard.io" denied the request: StatefulSet "redis" violates 1 stateguard rule:`,
+			`statefulset-headless-service: spec.serviceName: Service "redis-headless" not found in namespace "shop"`,
+			`StatefulSet "mysql" violates 1 stateguard rule:`, "statefulset-emptydir-data: spec.template.spec.containers[0].volumeMounts[0]:",
+			`StatefulSet "jenkins" violates 1 stateguard rule:`,
+			`admission webhook "horizontalpodautoscalers.validate.stateguard.io" denied the request`,
+			`admission webhook "deployments.validate.stateguard.io" denied the request: Deployment "storefront"`,
+			"Warning: deployment-rwo-rolling-update: spec.strategy:",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("kubectl apply -f examples/violations/ does not say %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("a compliant StatefulSet's Pods run with their claims and keep their identity", func(t *testing.T) {
+		mustKubectl(t, "apply", "-f", examples+"/compliant/statefulset-demo/namespace.yaml")
+		mustKubectl(t, "apply", "-f", examples+"/compliant/statefulset-demo/")
+		mustKubectl(t, "-n", "statefulset-demo", "rollout", "status", "statefulset/counter-sts", "--timeout=180s")
+		mustKubectl(t, "-n", "statefulset-demo", "rollout", "status", "deployment/counter-deploy", "--timeout=180s")
+		for _, claim := range []string{"data-counter-sts-0", "data-counter-sts-1"} {
+			if phase := mustKubectl(t, "-n", "statefulset-demo", "get", "pvc", claim, "-o", "jsonpath={.status.phase}"); phase != "Bound" {
+				t.Errorf("claim %s is %s, want Bound", claim, phase)
+			}
+		}
+		page := func(host string) string {
+			return mustKubectl(t, "-n", "statefulset-demo", "exec", "deployment/counter-deploy", "-c", "web", "--", "wget", "-qO-", "http://"+host)
+		}
+		// counter-sts-0.counter-sts resolves from another Pod, through cluster DNS.
+		if got, want := page("counter-sts-0.counter-sts"), "<h1>counter-sts-0 has booted 1 times</h1>"; strings.TrimSpace(got) != want {
+			t.Errorf("counter-sts-0.counter-sts serves %q, want %q", got, want)
+		}
+		old := mustKubectl(t, "-n", "statefulset-demo", "get", "pod", "counter-sts-0", "-o", "jsonpath={.metadata.uid}")
+		mustKubectl(t, "-n", "statefulset-demo", "delete", "pod", "counter-sts-0", "--wait")
+		waitFor(t, 120*time.Second, "counter-sts-0 to come back Ready", func() bool {
+			out, err := kubectl("-n", "statefulset-demo", "get", "pod", "counter-sts-0", "-o", `jsonpath={.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}`)
+			return err == nil && out != old+" True" && strings.HasSuffix(out, " True")
+		})
+		if got, want := page("counter-sts-0.counter-sts"), "<h1>counter-sts-0 has booted 2 times</h1>"; strings.TrimSpace(got) != want {
+			t.Errorf("after its deletion, counter-sts-0 serves %q, want %q: the claim keeps the count", got, want)
+		}
+		// The Deployment's Pod keeps its count on emptyDir: its replacement, under a new name, starts again at 1.
+		deployPod := mustKubectl(t, "-n", "statefulset-demo", "get", "pods", "-l", "variant=deployment", "-o", "jsonpath={.items[0].metadata.name}")
+		mustKubectl(t, "-n", "statefulset-demo", "delete", "pod", deployPod, "--wait")
+		mustKubectl(t, "-n", "statefulset-demo", "rollout", "status", "deployment/counter-deploy", "--timeout=120s")
+		for _, name := range strings.Fields(mustKubectl(t, "-n", "statefulset-demo", "get", "pods", "-l", "variant=deployment", "-o", "jsonpath={.items[*].metadata.name}")) {
+			if name == deployPod {
+				t.Errorf("the Deployment's deleted Pod %s is back under its name", name)
+			}
+			got := mustKubectl(t, "-n", "statefulset-demo", "exec", name, "-c", "web", "--", "wget", "-qO-", "http://127.0.0.1")
+			if want := "<h1>" + name + " has booted 1 times</h1>"; got != want {
+				t.Errorf("%s serves %q, want %q", name, got, want)
+			}
+		}
+	})
+
+	t.Run("the background audit records its Event with the Pod's own token", func(t *testing.T) {
+		mustKubectl(t, "create", "namespace", "e2e-dryrun")
+		mustKubectl(t, "annotate", "namespace", "e2e-dryrun", "stateguard.io/enforcement=dryrun")
+		manifest := strings.ReplaceAll(readFile(t, examples+"/violations/headless-service-missing.yaml"), "namespace: shop", "namespace: e2e-dryrun")
+		if out, err := kubectlStdin(manifest, "apply", "-f", "-"); err != nil || strings.Contains(out, "Warning") {
+			t.Fatalf("dryrun namespace: kubectl apply: %v\n%s", err, out)
+		}
+		var event string
+		waitFor(t, 60*time.Second, "a PolicyViolation Event on StatefulSet e2e-dryrun/redis", func() bool {
+			event, _ = kubectl("-n", "e2e-dryrun", "get", "events", "--field-selector", "reason=PolicyViolation,involvedObject.name=redis",
+				"-o", "jsonpath={.items[*].message}")
+			return event != ""
+		})
+		if !strings.Contains(event, "statefulset-headless-service") {
+			t.Errorf("the Event says %q", event)
+		}
+	})
+
+	t.Run("helm upgrade to dryrun admits the violations silently", func(t *testing.T) {
+		if out, err := helm("upgrade", release, chart, "--namespace", namespace, "--reuse-values", "--set", "enforcement=dryrun", "--wait", "--timeout", "3m"); err != nil {
+			t.Fatalf("helm upgrade: %v\n%s", err, out)
+		}
+		waitFor(t, 90*time.Second, "the dryrun policy to be in force", func() bool {
+			_, err := kubectl("apply", "--dry-run=server", "-f", examples+"/violations/headless-service-missing.yaml")
+			return err == nil
+		})
+		if out, err := kubectl("apply", "-f", examples+"/violations/"); err != nil || strings.Contains(out, "Warning") {
+			t.Errorf("after helm upgrade --set enforcement=dryrun, kubectl apply: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("helm uninstall leaves no webhook configuration", func(t *testing.T) {
+		mustKubectl(t, "-n", "shop", "delete", "statefulset", "mysql", "--wait")
+		if out, err := helm("uninstall", release, "--namespace", namespace, "--wait"); err != nil {
+			t.Fatalf("helm uninstall: %v\n%s", err, out)
+		}
+		for _, kind := range []string{"validatingwebhookconfigurations", "mutatingwebhookconfigurations"} {
+			if out := mustKubectl(t, "get", kind, "-o", "name"); strings.Contains(out, "stateguard") {
+				t.Errorf("left behind: %s", out)
+			}
+		}
+		// What stateguard denied is admitted.
+		if out, err := kubectl("apply", "-f", examples+"/violations/emptydir-data.yaml"); err != nil || !strings.Contains(out, "statefulset.apps/mysql created") {
+			t.Errorf("without stateguard, kubectl apply: %v\n%s", err, out)
+		}
+	})
+}
+
+type pod struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Status struct {
+		Phase      string `json:"phase"`
+		Conditions []struct {
+			Type               string    `json:"type"`
+			Status             string    `json:"status"`
+			LastTransitionTime time.Time `json:"lastTransitionTime"`
+		} `json:"conditions"`
+	} `json:"status"`
+}
+
+func (p pod) ready() bool { return !p.readySince().IsZero() }
+
+func (p pod) readySince() time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == "Ready" && c.Status == "True" {
+			return c.LastTransitionTime
+		}
+	}
+	return time.Time{}
+}
+
+func stateguardPods(t *testing.T) []pod {
+	t.Helper()
+	var list struct{ Items []pod }
+	out := mustKubectl(t, "-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=stateguard", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// logTime returns the time of the first log line of the Pod's stateguard
+// container whose msg is msg.
+func logTime(t *testing.T, podName, msg string) time.Time {
+	t.Helper()
+	for _, line := range strings.Split(mustKubectl(t, "-n", namespace, "logs", podName, "-c", "stateguard"), "\n") {
+		var entry struct {
+			TS  time.Time `json:"ts"`
+			Msg string    `json:"msg"`
+		}
+		if err := json.Unmarshal([]byte(line), &entry); err != nil && strings.Contains(line, msg) {
+			t.Fatalf("Pod %s: log line %q: %v", podName, line, err)
+		}
+		if entry.Msg == msg {
+			return entry.TS
+		}
+	}
+	t.Fatalf("Pod %s never logged %q", podName, msg)
+	return time.Time{}
+}
+
+func kubectl(args ...string) (string, error) { return kubectlStdin("", args...) }
+
+func kubectlStdin(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return strings.TrimSpace(out.String()), err
+}
+
+func mustKubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubectl(args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func helm(args ...string) (string, error) {
+	out, err := exec.Command(helmBin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if done() {
+			return
+		}
+	}
+	t.Fatalf("waited %s for %s", timeout, what)
+}
