@@ -164,15 +164,30 @@ func killPodProcesses() {
 
 // killShims kills the containerd shims of this cluster's containerd.
 func killShims() {
+	for _, pid := range processesWhere(func(_ string, cmdline []byte) bool {
+		return bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, []byte(runDir))
+	}) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// processesWhere returns the pids of the processes whose program (the
+// base name of its executable) and command line match.
+func processesWhere(match func(program string, cmdline []byte) bool) []int {
+	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		cmdline, _ := os.ReadFile(p)
-		if bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, []byte(runDir)) {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+		if match(filepath.Base(strings.TrimSuffix(exe, " (deleted)")), cmdline) {
+			pids = append(pids, pid)
 		}
 	}
+	return pids
 }
 
 // componentNames are the programs the cluster runs.
@@ -182,23 +197,10 @@ var componentNames = []string{"etcd", "kube-apiserver", "containerd", "kube-cont
 // state folder or runDir in their arguments, whatever the pid files say
 // (they may be missing, or from another start).
 func stragglers(state string) []int {
-	var pids []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || !slices.Contains(componentNames, filepath.Base(strings.TrimSuffix(exe, " (deleted)"))) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(p)
-		if bytes.Contains(cmdline, []byte(state+"/")) || bytes.Contains(cmdline, []byte(runDir+"/")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return processesWhere(func(program string, cmdline []byte) bool {
+		return slices.Contains(componentNames, program) &&
+			(bytes.Contains(cmdline, []byte(state+"/")) || bytes.Contains(cmdline, []byte(runDir+"/")))
+	})
 }
 
 func killStragglers(state string) {

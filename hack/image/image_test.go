@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
@@ -35,24 +36,7 @@ func TestImageReadsBack(t *testing.T) {
 		t.Errorf("image %q, want the chart's default %q", ref, wantRef)
 	}
 
-	unpacked := filepath.Join(dir, "layout")
-	untar(t, archive, unpacked)
-	index, err := layout.ImageIndexFromPath(unpacked)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := index.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(manifest.Manifests) != 1 || manifest.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref ||
-		manifest.Manifests[0].Annotations["io.containerd.image.name"] != ref {
-		t.Fatalf("index %+v: want one image named %s", manifest.Manifests, ref)
-	}
-	img, err := index.Image(manifest.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readArchive(t, archive, ref)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -143,20 +127,7 @@ func TestImageLinks(t *testing.T) {
 	if err := write(s, archive); err != nil {
 		t.Fatal(err)
 	}
-	unpacked := filepath.Join(dir, "layout")
-	untar(t, archive, unpacked)
-	index, err := layout.ImageIndexFromPath(unpacked)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := index.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := index.Image(manifest.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readArchive(t, archive, s.ref)
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +169,31 @@ func TestUpstreamVersion(t *testing.T) {
 			t.Errorf("upstreamVersion(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// readArchive reads the image archive back as an OCI layout, and checks
+// that it holds one image, named ref for OCI tools and for containerd.
+func readArchive(t *testing.T, archive, ref string) v1.Image {
+	t.Helper()
+	unpacked := filepath.Join(t.TempDir(), "layout")
+	untar(t, archive, unpacked)
+	index, err := layout.ImageIndexFromPath(unpacked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := index.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest.Manifests) != 1 || manifest.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref ||
+		manifest.Manifests[0].Annotations["io.containerd.image.name"] != ref {
+		t.Fatalf("index %+v: want one image named %s", manifest.Manifests, ref)
+	}
+	img, err := index.Image(manifest.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 func untar(t *testing.T, archive, dir string) {
