@@ -49,6 +49,9 @@ func run() error {
 		return fmt.Errorf("helm install: %w", err)
 	}
 	kubectl("-n", "stateguard-system", "get", "pods", "-o", "wide")
+	if err := awaitWebhook(); err != nil {
+		return err
+	}
 
 	step("The counter demo: the same app as a Deployment on emptyDir and as a StatefulSet with its headless Service and claims")
 	kubectl("apply", "-f", "examples/compliant/statefulset-demo/namespace.yaml")
@@ -118,6 +121,25 @@ The cluster keeps running; make cluster-down stops it.
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+// awaitWebhook returns once the API server reaches the webhook through its
+// Service. helm --wait returns when the Pods are Ready, which can be a moment
+// before kube-proxy routes the Service to them; until then every guarded
+// write fails with "connection refused".
+func awaitWebhook() error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := output(kubectlBin, "--kubeconfig", kubeconfig, "-n", "default", "create", "deployment", "stateguard-probe",
+			"--image=localhost/busybox:1.35.0-debian", "--dry-run=server", "-o", "name")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the API server did not reach the webhook through its Service within a minute: %s", out)
+		}
+		time.Sleep(time.Second)
+	}
+}
 
 // kubectl shows a kubectl command and its output; denials are the point,
 // so its exit status shows only through its output.

@@ -59,6 +59,13 @@ func TestChartOnTheNode(t *testing.T) {
 		t.Fatalf("helm install: %v\n%s\n%s", err, out, mustKubectl(t, "-n", namespace, "get", "pods,events"))
 	}
 	t.Logf("helm install --wait took %s", time.Since(installed).Round(time.Second))
+	// helm --wait returns when the Pods are Ready, which can be a moment before
+	// kube-proxy routes the Service to them.
+	waitFor(t, time.Minute, "the API server to reach the webhook through its Service", func() bool {
+		_, err := kubectl("-n", "default", "create", "deployment", "stateguard-probe", "--image=localhost/busybox:1.35.0-debian", "--dry-run=server", "-o", "name")
+		return err == nil
+	})
+	t.Logf("the webhook answered through its Service %s after the install", time.Since(installed).Round(time.Second))
 
 	pods := stateguardPods(t)
 	t.Run("two replicas Ready under the restricted level", func(t *testing.T) {
