@@ -13,8 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
-	"github.com/stateguard/stateguard/report"
 )
 
 // LabelIgnore on a namespace keeps stateguard out of it: the webhook
@@ -70,17 +70,17 @@ func apiPath(kind string, obj metav1.Object) string {
 
 // inputs turns the objects in scope into the engine's input, workloads
 // first in a stable order (kind, then namespace and name as listed).
-func (o *Objects) inputs(scope Scope) []report.Object {
+func (o *Objects) inputs(scope Scope) []batch.Object {
 	ignored := map[string]bool{}
 	for _, ns := range o.Namespaces {
 		if ns.Labels[LabelIgnore] == "true" {
 			ignored[ns.Name] = true
 		}
 	}
-	var objs []report.Object
+	var objs []batch.Object
 	add := func(kind string, obj metav1.Object) {
 		if !scope.skipped(obj.GetNamespace(), ignored) {
-			objs = append(objs, report.Object{Source: apiPath(kind, obj), Kind: kind, Typed: obj})
+			objs = append(objs, batch.Object{Source: apiPath(kind, obj), Kind: kind, Typed: obj})
 		}
 	}
 	for _, x := range sorted(o.StatefulSets) {
@@ -94,13 +94,13 @@ func (o *Objects) inputs(scope Scope) []report.Object {
 	}
 	// Lookups need no source: they are never reported.
 	for _, x := range o.Services {
-		objs = append(objs, report.Object{Kind: "Service", Typed: x})
+		objs = append(objs, batch.Object{Kind: "Service", Typed: x})
 	}
 	for _, x := range o.Claims {
-		objs = append(objs, report.Object{Kind: "PersistentVolumeClaim", Typed: x})
+		objs = append(objs, batch.Object{Kind: "PersistentVolumeClaim", Typed: x})
 	}
 	for _, x := range o.Namespaces {
-		objs = append(objs, report.Object{Kind: "Namespace", Typed: x})
+		objs = append(objs, batch.Object{Kind: "Namespace", Typed: x})
 	}
 	return objs
 }

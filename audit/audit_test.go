@@ -27,6 +27,7 @@ import (
 
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/report"
 )
 
 // orphan is a StatefulSet whose headless Service does not exist.
@@ -204,7 +205,7 @@ func TestEventNameFitsTheLimit(t *testing.T) {
 	for range 25 {
 		long.Name += "abcdefghi-"
 	}
-	name := eventName(long, violationDigest(long, engine.Result{Rule: "r"}))
+	name := eventName(long, violationDigest(long, report.Entry{Rule: "r"}))
 	if len(name) > 253 || name[len(name)-18] == '-' {
 		t.Errorf("event name %q (%d characters)", name, len(name))
 	}

@@ -17,6 +17,7 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
 )
@@ -138,7 +139,7 @@ func pointers[T any](items []T) []*T {
 }
 
 // byPath maps the source of each judged workload to the workload.
-func byPath(in []report.Object) map[string]metav1.Object {
+func byPath(in []batch.Object) map[string]metav1.Object {
 	m := map[string]metav1.Object{}
 	for _, o := range in {
 		if o.Source != "" {
@@ -160,12 +161,12 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 			continue
 		}
 		obj := judged[r.Source]
-		digest := violationDigest(obj, r.Result)
+		digest := violationDigest(obj, r)
 		current[digest] = true
 		if b.emitted[digest] {
 			continue
 		}
-		ev := violationEvent(eventName(obj, digest), obj, r.Result)
+		ev := violationEvent(eventName(obj, digest), obj, r)
 		_, err := b.Events.Events(obj.GetNamespace()).Create(ctx, ev, metav1.CreateOptions{})
 		switch {
 		case err == nil:
@@ -197,7 +198,7 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 // the same digest, a new one a new digest. The action is left out: moving
 // from dryrun to deny changes no violation, and should not record every
 // one of them again.
-func violationDigest(obj metav1.Object, r engine.Result) string {
+func violationDigest(obj metav1.Object, r report.Entry) string {
 	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message))
 	return hex.EncodeToString(sum[:8])
 }
@@ -211,7 +212,7 @@ func eventName(obj metav1.Object, digest string) string {
 	return name + "." + digest
 }
 
-func violationEvent(name string, obj metav1.Object, r engine.Result) *corev1.Event {
+func violationEvent(name string, obj metav1.Object, r report.Entry) *corev1.Event {
 	now := metav1.Now()
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace()},

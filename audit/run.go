@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
 )
@@ -58,8 +59,8 @@ func Judge(ctx context.Context, eng *engine.Engine, objs *Objects, scope Scope) 
 }
 
 // judgeInputs is Judge for inputs already scoped.
-func judgeInputs(ctx context.Context, eng *engine.Engine, in []report.Object) (*report.Report, []string, error) {
-	rep, warnings, err := report.Judge(ctx, eng, in)
+func judgeInputs(ctx context.Context, eng *engine.Engine, in []batch.Object) (*report.Report, []string, error) {
+	rep, warnings, err := batch.Judge(ctx, eng, in)
 	if err != nil {
 		return nil, nil, err
 	}

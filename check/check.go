@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
 )
@@ -23,7 +24,7 @@ type Options struct {
 // documents are named on stderr while every readable one is still judged.
 func Run(ctx context.Context, eng *engine.Engine, opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
 	in := ReadPaths(opts.Paths, stdin, opts.Namespace)
-	rep, warnings, err := report.Judge(ctx, eng, in.Objects)
+	rep, warnings, err := batch.Judge(ctx, eng, in.Objects)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return report.ExitInvalid

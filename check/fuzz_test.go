@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
@@ -32,7 +33,7 @@ func FuzzCheckInput(f *testing.F) {
 		r := &reader{}
 		r.add("fuzz", data, nil)
 		in := r.decode("default")
-		rep, _, err := report.Judge(context.Background(), eng, in.Objects)
+		rep, _, err := batch.Judge(context.Background(), eng, in.Objects)
 		if err != nil {
 			t.Fatalf("judging with in-memory lookups failed: %v", err)
 		}

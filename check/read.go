@@ -24,7 +24,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
-	"github.com/stateguard/stateguard/report"
+	"github.com/stateguard/stateguard/batch"
 )
 
 // StdinName is how standard input is named in sources.
@@ -42,7 +42,7 @@ func (e *InputError) Error() string { return e.Source + ": " + e.Err.Error() }
 // Input is what the reader collected: every readable object and one error
 // per unreadable file or document. A bad document never hides the others.
 type Input struct {
-	Objects []report.Object
+	Objects []batch.Object
 	Errors  []*InputError
 }
 
@@ -93,7 +93,7 @@ func (r *reader) add(name string, data []byte, err error) {
 
 func (r *reader) decode(defaultNamespace string) *Input {
 	type decoded struct {
-		objs []report.Object
+		objs []batch.Object
 		err  error
 	}
 	out := make([]decoded, len(r.docs))
@@ -252,7 +252,7 @@ type typeMeta struct {
 }
 
 // decodeDocument decodes one document: an object, or a List of objects.
-func decodeDocument(doc []byte, defaultNamespace string) ([]report.Object, error) {
+func decodeDocument(doc []byte, defaultNamespace string) ([]batch.Object, error) {
 	data, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return nil, err
@@ -265,7 +265,7 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]report.Object, error
 		return nil, err
 	}
 	if tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && tm.Items != nil) {
-		var objs []report.Object
+		var objs []batch.Object
 		var errs []error
 		for i, item := range tm.Items {
 			itemMeta, err := readTypeMeta(item)
@@ -286,7 +286,7 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]report.Object, error
 	if err != nil {
 		return nil, err
 	}
-	return []report.Object{o}, nil
+	return []batch.Object{o}, nil
 }
 
 func readTypeMeta(data []byte) (typeMeta, error) {
@@ -298,31 +298,31 @@ func readTypeMeta(data []byte) (typeMeta, error) {
 }
 
 // decodeObject decodes one object whose type tm has been read.
-func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (report.Object, error) {
+func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (batch.Object, error) {
 	if tm.APIVersion == "" {
-		return report.Object{}, errors.New("apiVersion is missing")
+		return batch.Object{}, errors.New("apiVersion is missing")
 	}
 	if tm.Kind == "" {
-		return report.Object{}, errors.New("kind is missing")
+		return batch.Object{}, errors.New("kind is missing")
 	}
 	gv, err := schema.ParseGroupVersion(tm.APIVersion)
 	if err != nil {
-		return report.Object{}, fmt.Errorf("apiVersion: %w", err)
+		return batch.Object{}, fmt.Errorf("apiVersion: %w", err)
 	}
 	typed := newTyped(gv.Group, tm.Kind)
 	if typed == nil {
-		return report.Object{Kind: tm.Kind}, nil
+		return batch.Object{Kind: tm.Kind}, nil
 	}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(data, typed); err != nil {
-		return report.Object{}, fmt.Errorf("decoding %s: %w", tm.Kind, err)
+		return batch.Object{}, fmt.Errorf("decoding %s: %w", tm.Kind, err)
 	}
 	if typed.GetName() == "" {
-		return report.Object{}, fmt.Errorf("%s has no metadata.name", tm.Kind)
+		return batch.Object{}, fmt.Errorf("%s has no metadata.name", tm.Kind)
 	}
 	if _, clusterScoped := typed.(*corev1.Namespace); !clusterScoped && typed.GetNamespace() == "" {
 		typed.SetNamespace(defaultNamespace)
 	}
-	return report.Object{Kind: tm.Kind, Typed: typed}, nil
+	return batch.Object{Kind: tm.Kind, Typed: typed}, nil
 }
 
 // newTyped returns an empty object for the kinds the engine judges or looks

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -78,12 +77,12 @@ func BenchmarkStatefulSetCompliant(b *testing.B) {
 	sts, idx := postgres()
 	eng := engine.New(config.Default())
 	ctx := context.Background()
-	if v, err := eng.StatefulSet(ctx, admissionv1.Create, sts, nil, idx); err != nil || len(v.Results) > 0 {
+	if v, err := eng.StatefulSet(ctx, sts, nil, idx); err != nil || len(v.Results) > 0 {
 		b.Fatalf("not compliant: %v %+v", err, v)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := eng.StatefulSet(ctx, admissionv1.Create, sts, nil, idx); err != nil {
+		if _, err := eng.StatefulSet(ctx, sts, nil, idx); err != nil {
 			b.Fatal(err)
 		}
 	}

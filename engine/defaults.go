@@ -7,12 +7,12 @@ import (
 	"sort"
 	"strings"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/internal/commalist"
 )
 
 // Names of the defaulted fields, as listed in stateguard.io/defaulted.
@@ -93,17 +93,15 @@ func (d defaultable) current(s *appsv1.StatefulSet) string {
 }
 
 // DefaultStatefulSet applies the configured defaults to sts in place and
-// returns the names of the fields it changed. On CREATE a default replaces
-// the Kubernetes default when nothing shows the user chose it; on UPDATE
-// the stored value of a field is restored when the incoming manifest only
-// omitted it. Applying it twice gives the result of applying it once.
-func (e *Engine) DefaultStatefulSet(ctx context.Context, op admissionv1.Operation, sts, old *appsv1.StatefulSet, lk Lookup) (changed, warnings []string, err error) {
-	if op != admissionv1.Create && (op != admissionv1.Update || old == nil) {
-		return nil, nil, nil
-	}
+// returns the names of the fields it changed. On create (old is nil) a
+// default replaces the Kubernetes default when nothing shows the user
+// chose it; on update the stored value of a field is restored when the
+// incoming manifest only omitted it. Applying it twice gives the result of
+// applying it once.
+func (e *Engine) DefaultStatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, lk Lookup) (changed, warnings []string, err error) {
 	chosen := userSetFields(sts)
 	var wanted map[string]string
-	if op == admissionv1.Create {
+	if old == nil {
 		if wanted, warnings, err = e.wantedDefaults(ctx, sts.Namespace, lk); err != nil {
 			return nil, nil, err
 		}
@@ -113,7 +111,7 @@ func (e *Engine) DefaultStatefulSet(ctx context.Context, op admissionv1.Operatio
 			continue
 		}
 		target := wanted[d.name]
-		if op == admissionv1.Update {
+		if old != nil {
 			target = d.current(old)
 		}
 		if target != "" && target != d.k8sDefault {
@@ -158,7 +156,7 @@ func (e *Engine) wantedDefaults(ctx context.Context, namespace string, lk Lookup
 
 func annotateDefaulted(sts *appsv1.StatefulSet, changed []string) {
 	names := map[string]bool{}
-	for _, n := range splitList(sts.Annotations[AnnotationDefaulted]) {
+	for _, n := range commalist.Split(sts.Annotations[AnnotationDefaulted]) {
 		names[n] = true
 	}
 	for _, n := range changed {

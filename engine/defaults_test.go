@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -60,7 +59,6 @@ func TestDefaultStatefulSet(t *testing.T) {
 		name         string
 		config       string
 		ns           map[string]string
-		op           admissionv1.Operation
 		obj, old     *appsv1.StatefulSet
 		want         *appsv1.StatefulSet
 		wantChanged  []string
@@ -161,7 +159,6 @@ func TestDefaultStatefulSet(t *testing.T) {
 		{
 			name:        "UPDATE: a stored Parallel is restored when the manifest omitted the field",
 			config:      allDefaults,
-			op:          admissionv1.Update,
 			obj:         serverDefaulted(),
 			old:         serverDefaulted(policy(parallel), retention(deleteClaim, retain)),
 			want:        serverDefaulted(policy(parallel), retention(deleteClaim, retain), annotated(engine.AnnotationDefaulted, engine.FieldWhenDeleted+","+engine.FieldPodManagementPolicy)),
@@ -169,7 +166,6 @@ func TestDefaultStatefulSet(t *testing.T) {
 		},
 		{
 			name:        "UPDATE: restores also without configured defaults (the value may predate them)",
-			op:          admissionv1.Update,
 			obj:         serverDefaulted(),
 			old:         serverDefaulted(policy(parallel)),
 			want:        serverDefaulted(policy(parallel), annotated(engine.AnnotationDefaulted, engine.FieldPodManagementPolicy)),
@@ -178,7 +174,6 @@ func TestDefaultStatefulSet(t *testing.T) {
 		{
 			name:   "UPDATE: no restore when the last-applied configuration sets the field",
 			config: allDefaults,
-			op:     admissionv1.Update,
 			obj:    serverDefaulted(annotated(engine.AnnotationLastAppliedConfiguration, `{"spec":{"podManagementPolicy":"OrderedReady"}}`)),
 			old:    serverDefaulted(policy(parallel)),
 			want:   serverDefaulted(annotated(engine.AnnotationLastAppliedConfiguration, `{"spec":{"podManagementPolicy":"OrderedReady"}}`)),
@@ -186,29 +181,17 @@ func TestDefaultStatefulSet(t *testing.T) {
 		{
 			name:   "UPDATE: configured defaults do not land on existing objects",
 			config: allDefaults,
-			op:     admissionv1.Update,
 			obj:    serverDefaulted(),
 			old:    serverDefaulted(),
-			want:   serverDefaulted(),
-		},
-		{
-			name:   "DELETE does nothing",
-			config: allDefaults,
-			op:     admissionv1.Delete,
-			obj:    serverDefaulted(),
 			want:   serverDefaulted(),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			op := tt.op
-			if op == "" {
-				op = admissionv1.Create
-			}
 			eng := newEngine(t, tt.config)
 			lk := index(shopNamespace(tt.ns))
 			obj := tt.obj.DeepCopy()
-			changed, warnings, err := eng.DefaultStatefulSet(context.Background(), op, obj, tt.old, lk)
+			changed, warnings, err := eng.DefaultStatefulSet(context.Background(), obj, tt.old, lk)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +207,7 @@ func TestDefaultStatefulSet(t *testing.T) {
 
 			// Defaulting twice equals defaulting once: the mutating webhook is reinvoked.
 			again := obj.DeepCopy()
-			if changed, _, err := eng.DefaultStatefulSet(context.Background(), op, again, tt.old, lk); err != nil || len(changed) > 0 {
+			if changed, _, err := eng.DefaultStatefulSet(context.Background(), again, tt.old, lk); err != nil || len(changed) > 0 {
 				t.Errorf("second pass changed %v (err %v)", changed, err)
 			}
 			if diff := cmp.Diff(obj, again); diff != "" {

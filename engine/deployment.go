@@ -7,29 +7,26 @@ import (
 	"strconv"
 	"strings"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stateguard/stateguard/config"
 )
 
-// Deployment judges a Deployment write. old is the stored object on UPDATE.
-func (e *Engine) Deployment(ctx context.Context, op admissionv1.Operation, dep, old *appsv1.Deployment, lk Lookup) (Verdict, error) {
-	if !judged(op) {
-		return Verdict{}, nil
-	}
+// Deployment judges a Deployment: created when old is nil, else updated from old.
+func (e *Engine) Deployment(ctx context.Context, dep, old *appsv1.Deployment, lk Lookup) (Verdict, error) {
 	vs, oldVs, err := judgeWithOld(func(d *appsv1.Deployment) ([]violation, error) {
 		b, err := deploymentBound(ctx, d, replicasOf(d), nil, lk)
 		if err != nil {
 			return nil, err
 		}
 		return e.deploymentViolations(ctx, d, b, lk)
-	}, dep, old, op == admissionv1.Update && old != nil)
+	}, dep, old, old != nil)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -38,8 +35,8 @@ func (e *Engine) Deployment(ctx context.Context, op admissionv1.Operation, dep, 
 
 // Scale judges a write of a Deployment's scale subresource: dep is the
 // stored Deployment, whose own replica count is what the write changes.
-func (e *Engine) Scale(ctx context.Context, op admissionv1.Operation, scale *autoscalingv1.Scale, dep *appsv1.Deployment, lk Lookup) (Verdict, error) {
-	if !judged(op) || dep == nil {
+func (e *Engine) Scale(ctx context.Context, scale *autoscalingv1.Scale, dep *appsv1.Deployment, lk Lookup) (Verdict, error) {
+	if dep == nil {
 		return Verdict{}, nil
 	}
 	vs, oldVs, err := judgeWithOld(func(replicas int32) ([]violation, error) {
@@ -50,7 +47,7 @@ func (e *Engine) Scale(ctx context.Context, op admissionv1.Operation, scale *aut
 		if b.source == sourceReplicas {
 			b.source = sourceScale
 		}
-		return e.sharedClaims(ctx, dep, b, "spec.replicas", lk)
+		return e.sharedClaims(ctx, dep, b, specPath.Child("replicas"), lk)
 	}, scale.Spec.Replicas, replicasOf(dep), true)
 	if err != nil {
 		return Verdict{}, err
@@ -59,9 +56,10 @@ func (e *Engine) Scale(ctx context.Context, op admissionv1.Operation, scale *aut
 }
 
 // HorizontalPodAutoscaler judges an HPA write that targets a Deployment:
-// its maxReplicas raises the Deployment's replica bound.
-func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, op admissionv1.Operation, hpa, old *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (Verdict, error) {
-	if !judged(op) || !targetsDeployment(hpa) {
+// its maxReplicas raises the Deployment's replica bound. It is created
+// when old is nil, else updated from old.
+func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, hpa, old *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (Verdict, error) {
+	if !targetsDeployment(hpa) {
 		return Verdict{}, nil
 	}
 	dep, err := lk.Deployment(ctx, hpa.Namespace, hpa.Spec.ScaleTargetRef.Name)
@@ -71,13 +69,13 @@ func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, op admissionv1.Ope
 	if dep == nil {
 		return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, nil, nil, lk)
 	}
-	sameTarget := op == admissionv1.Update && old != nil && targetsDeployment(old) && old.Spec.ScaleTargetRef.Name == dep.Name
+	sameTarget := old != nil && targetsDeployment(old) && old.Spec.ScaleTargetRef.Name == dep.Name
 	vs, oldVs, err := judgeWithOld(func(h *autoscalingv2.HorizontalPodAutoscaler) ([]violation, error) {
 		b, err := deploymentBound(ctx, dep, replicasOf(dep), h, lk)
 		if err != nil {
 			return nil, err
 		}
-		return e.sharedClaims(ctx, dep, b, "spec.maxReplicas", lk)
+		return e.sharedClaims(ctx, dep, b, specPath.Child("maxReplicas"), lk)
 	}, hpa, old, sameTarget)
 	if err != nil {
 		return Verdict{}, err
@@ -174,51 +172,77 @@ func (e *Engine) deploymentViolations(ctx context.Context, dep *appsv1.Deploymen
 	if b.n == 1 && e.enabled(config.RuleRWORollingUpdate) {
 		return rollingUpdate(ctx, dep, lk)
 	}
-	return e.sharedClaims(ctx, dep, b, "", lk)
+	return e.sharedClaims(ctx, dep, b, nil, lk)
 }
 
-// sharedClaims finds the single-writer claims that more than one replica
-// would mount. field overrides the reported field path (the HPA's
-// maxReplicas, the Scale's replicas); "" reports each claim's volume.
-func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bound, field string, lk Lookup) ([]violation, error) {
-	const rule = config.RuleSharedRWOPVC
-	if b.n <= 1 || !e.enabled(rule) {
-		return nil, nil
-	}
-	var vs []violation
+// claimVolume is a claim volume of a Deployment's Pod template and what
+// its claim allows.
+type claimVolume struct {
+	index int    // in spec.template.spec.volumes
+	claim string // the claim's name
+	found bool
+	// mode is the access mode that lets one writer at a time use the claim
+	// (see singleWriterMode), "" when the replicas may share it.
+	mode string
+}
+
+// claimVolumes looks up the claim of each claim volume of the Pod template.
+func claimVolumes(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]claimVolume, error) {
+	var out []claimVolume
 	pod := &dep.Spec.Template.Spec
 	for i := range pod.Volumes {
 		v := &pod.Volumes[i]
 		if v.PersistentVolumeClaim == nil {
 			continue
 		}
-		claimName := v.PersistentVolumeClaim.ClaimName
-		f := field
-		if f == "" {
-			f = "spec.template.spec.volumes[" + strconv.Itoa(i) + "].persistentVolumeClaim.claimName"
-		}
-		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, claimName)
+		c := claimVolume{index: i, claim: v.PersistentVolumeClaim.ClaimName}
+		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, c.claim)
 		if err != nil {
-			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, claimName, err)
+			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, c.claim, err)
 		}
-		if pvc == nil {
+		if pvc != nil {
+			c.found, c.mode = true, singleWriterMode(pvc, readOnlyEverywhere(pod, v))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// sharedClaims finds the single-writer claims that more than one replica
+// would mount. field, when set, is the reported field (the HPA's
+// maxReplicas, the Scale's replicas); nil reports each claim's volume.
+func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bound, field *field.Path, lk Lookup) ([]violation, error) {
+	const rule = config.RuleSharedRWOPVC
+	if b.n <= 1 || !e.enabled(rule) {
+		return nil, nil
+	}
+	claims, err := claimVolumes(ctx, dep, lk)
+	if err != nil {
+		return nil, err
+	}
+	var vs []violation
+	for _, c := range claims {
+		f := field
+		if f == nil {
+			f = podSpecPath.Child("volumes").Index(c.index).Child("persistentVolumeClaim", "claimName")
+		}
+		switch {
+		case !c.found:
 			vs = append(vs, violation{
-				rule: rule, key: rule + "/missing/" + claimName, field: f, advisory: true,
-				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether Deployment %q can share it across %d replicas cannot be checked: create the claim first, or check again once it exists", claimName, dep.Namespace, dep.Name, b.n),
+				rule: rule, key: rule + "/missing/" + c.claim, field: f, advisory: true,
+				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether Deployment %q can share it across %d replicas cannot be checked: create the claim first, or check again once it exists", c.claim, dep.Namespace, dep.Name, b.n),
 			})
-			continue
-		}
-		if mode := singleWriterMode(pvc, readOnlyEverywhere(pod, v)); mode != "" {
+		case c.mode != "":
 			// ReadWriteOncePod admits one Pod cluster-wide: the scheduler keeps the others Pending.
 			effect := "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
-			if mode == string(corev1.ReadWriteOncePod) {
+			if c.mode == string(corev1.ReadWriteOncePod) {
 				effect = "only one Pod at a time can use it, so the other replicas stay Pending"
 			}
 			vs = append(vs, violation{
-				rule: rule, key: rule + "/" + claimName, field: f,
+				rule: rule, key: rule + "/" + c.claim, field: f,
 				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
 					"%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
-					claimName, mode, b, dep.Name, effect, b.fix()),
+					c.claim, c.mode, b, dep.Name, effect, b.fix()),
 			})
 		}
 	}
@@ -240,25 +264,17 @@ func rollingUpdate(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]vi
 		}
 		surge = s.RollingUpdate.MaxSurge.String()
 	}
+	all, err := claimVolumes(ctx, dep, lk)
+	if err != nil {
+		return nil, err
+	}
 	var claims []string
 	mode := ""
-	pod := &dep.Spec.Template.Spec
-	for i := range pod.Volumes {
-		v := &pod.Volumes[i]
-		if v.PersistentVolumeClaim == nil {
-			continue
-		}
-		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, v.PersistentVolumeClaim.ClaimName)
-		if err != nil {
-			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, v.PersistentVolumeClaim.ClaimName, err)
-		}
-		if pvc == nil {
-			continue
-		}
-		if m := singleWriterMode(pvc, readOnlyEverywhere(pod, v)); m != "" {
-			claims = append(claims, strconv.Quote(pvc.Name))
-			if mode == "" || m == string(corev1.ReadWriteOncePod) {
-				mode = m
+	for _, c := range all {
+		if c.mode != "" {
+			claims = append(claims, strconv.Quote(c.claim))
+			if mode == "" || c.mode == string(corev1.ReadWriteOncePod) {
+				mode = c.mode
 			}
 		}
 	}
@@ -266,7 +282,7 @@ func rollingUpdate(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]vi
 		return nil, nil
 	}
 	return []violation{{
-		rule: rule, key: rule, field: "spec.strategy",
+		rule: rule, key: rule, field: specPath.Child("strategy"),
 		message: fmt.Sprintf("a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: "+
 			"set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}",
 			surge, mode, strings.Join(claims, ", ")),

@@ -3,11 +3,9 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -26,38 +24,34 @@ const (
 	rox  = corev1.ReadOnlyMany
 )
 
-func sharedMessage(claim, mode, bound string) string {
-	fix := "run 1 replica"
-	if hpa, ok := strings.CutPrefix(bound, "HorizontalPodAutoscaler "); ok {
-		fix = "set maxReplicas of HorizontalPodAutoscaler " + strings.Fields(hpa)[0] + " to 1"
-	}
-	effect := "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
-	if mode == "ReadWriteOncePod" {
-		effect = "only one Pod at a time can use it, so the other replicas stay Pending"
-	}
-	return fmt.Sprintf(`PersistentVolumeClaim %q is %s, but %s and every replica of Deployment "web" mounts it: `+
-		`%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, effect, fix)
-}
+// What the messages say sharing a claim does, and the fixes they name.
+const (
+	multiAttach   = "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
+	stayPending   = "only one Pod at a time can use it, so the other replicas stay Pending"
+	runOneReplica = "run 1 replica"
+)
 
-func shared(kind, name, field, claim, mode, bound string, action config.Action) engine.Result {
+func shared(kind, name, field, claim, mode, bound, effect, fix string, action config.Action) engine.Result {
 	return engine.Result{Rule: config.RuleSharedRWOPVC, Action: action, Kind: kind, Namespace: "shop", Name: name,
-		Field: field, Message: sharedMessage(claim, mode, bound)}
+		Field: fieldPath(field),
+		Message: fmt.Sprintf(`PersistentVolumeClaim %q is %s, but %s and every replica of Deployment "web" mounts it: `+
+			`%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, effect, fix)}
 }
 
-func sharedOnDeployment(claim, mode, bound string) engine.Result {
-	return shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName", claim, mode, bound, config.ActionDeny)
+func sharedOnDeployment(claim, mode, bound, effect, fix string) engine.Result {
+	return shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName", claim, mode, bound, effect, fix, config.ActionDeny)
 }
 
 func missingClaim(replicas int) engine.Result {
 	return engine.Result{Rule: config.RuleSharedRWOPVC, Action: config.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
-		Field: "spec.template.spec.volumes[0].persistentVolumeClaim.claimName",
+		Field: fieldPath("spec.template.spec.volumes[0].persistentVolumeClaim.claimName"),
 		Message: fmt.Sprintf(`PersistentVolumeClaim "uploads" not found in namespace "shop", so whether Deployment "web" can share it across %d replicas cannot be checked: `+
 			`create the claim first, or check again once it exists`, replicas)}
 }
 
 func rolling(surge, mode, claims string) engine.Result {
 	return engine.Result{Rule: config.RuleRWORollingUpdate, Action: config.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
-		Field: "spec.strategy",
+		Field: fieldPath("spec.strategy"),
 		Message: fmt.Sprintf(`a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: `+
 			`set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`, surge, mode, claims)}
 }
@@ -81,7 +75,6 @@ func readOnlyMounts(d *appsv1.Deployment) {
 func TestDeployment(t *testing.T) {
 	tests := []struct {
 		name    string
-		op      admissionv1.Operation
 		obj     *appsv1.Deployment
 		old     *appsv1.Deployment
 		objects []any
@@ -91,13 +84,13 @@ func TestDeployment(t *testing.T) {
 			name:    "three replicas over ReadWriteOnce",
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica)},
 		},
 		{
 			name:    "two replicas over ReadWriteOncePod",
 			obj:     deploy("web", ptr[int32](2), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwop)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOncePod", "spec.replicas is 2")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOncePod", "spec.replicas is 2", stayPending, runOneReplica)},
 		},
 		{
 			name:    "ReadWriteMany is shared safely",
@@ -118,7 +111,7 @@ func TestDeployment(t *testing.T) {
 			name:    "ReadOnlyMany with one read-write mount is single-writer",
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo, rox)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica)},
 		},
 		{
 			name: "a claim volume marked readOnly with ReadOnlyMany",
@@ -131,7 +124,7 @@ func TestDeployment(t *testing.T) {
 			name:    "a bound claim is judged by the modes the volume has",
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{bound(pvc("uploads", rwx), rwo)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica)},
 		},
 		{
 			name:    "a bound claim whose volume is ReadWriteMany",
@@ -142,7 +135,7 @@ func TestDeployment(t *testing.T) {
 			name:    "a pending claim is judged by its spec",
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{pending(pvc("uploads", rwo), rwx)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica)},
 		},
 		{
 			name: "a missing claim is a warning",
@@ -163,7 +156,7 @@ func TestDeployment(t *testing.T) {
 			name:    "an HPA raises the replica bound",
 			obj:     deploy("web", ptr[int32](1), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo), hpa("web", "web", 5), hpa("small", "web", 2)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", `HorizontalPodAutoscaler "web" may scale to 5 replicas`)},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, multiAttach, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`)},
 		},
 		{
 			name:    "an HPA of another Deployment does not",
@@ -172,35 +165,23 @@ func TestDeployment(t *testing.T) {
 		},
 		{
 			name:    "UPDATE: a violation the stored Deployment had is a warning",
-			op:      admissionv1.Update,
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads"), func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = "nginx:2" }),
 			old:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo)},
 			want: []engine.Result{shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName",
-				"uploads", "ReadWriteOnce", "spec.replicas is 3", config.ActionWarn)},
+				"uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica, config.ActionWarn)},
 		},
 		{
 			name:    "UPDATE: scaling up is a new violation",
-			op:      admissionv1.Update,
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			old:     deploy("web", ptr[int32](1), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3")},
-		},
-		{
-			name:    "DELETE is never judged",
-			op:      admissionv1.Delete,
-			obj:     deploy("web", ptr[int32](3), claimVolume("uploads")),
-			objects: []any{pvc("uploads", rwo)},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica)},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			op := tt.op
-			if op == "" {
-				op = admissionv1.Create
-			}
-			got, err := newEngine(t, "").Deployment(context.Background(), op, tt.obj, tt.old, index(tt.objects...))
+			got, err := newEngine(t, "").Deployment(context.Background(), tt.obj, tt.old, index(tt.objects...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,12 +245,12 @@ func TestRollingUpdate(t *testing.T) {
 			name:    "above one replica the shared rule applies instead",
 			obj:     deploy("web", ptr[int32](2), claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo)},
-			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 2")},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 2", multiAttach, runOneReplica)},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").Deployment(context.Background(), admissionv1.Create, tt.obj, nil, index(tt.objects...))
+			got, err := newEngine(t, "").Deployment(context.Background(), tt.obj, nil, index(tt.objects...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,13 +262,12 @@ func TestRollingUpdate(t *testing.T) {
 }
 
 func TestHorizontalPodAutoscaler(t *testing.T) {
-	onHPA := func(name, bound string, action config.Action) engine.Result {
-		return shared("HorizontalPodAutoscaler", name, "spec.maxReplicas", "uploads", "ReadWriteOnce", bound, action)
+	onHPA := func(name, bound, fix string, action config.Action) engine.Result {
+		return shared("HorizontalPodAutoscaler", name, "spec.maxReplicas", "uploads", "ReadWriteOnce", bound, multiAttach, fix, action)
 	}
 	web := deploy("web", ptr[int32](1), recreate, claimVolume("uploads"))
 	tests := []struct {
 		name    string
-		op      admissionv1.Operation
 		obj     *autoscalingv2.HorizontalPodAutoscaler
 		old     *autoscalingv2.HorizontalPodAutoscaler
 		objects []any
@@ -297,7 +277,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			name:    "maxReplicas 5 over ReadWriteOnce",
 			obj:     hpa("web", "web", 5),
 			objects: []any{web, pvc("uploads", rwo)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, config.ActionDeny)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, config.ActionDeny)},
 		},
 		{
 			name: "the Deployment's exemption covers its HPA",
@@ -323,7 +303,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			name:    "another HPA already raises the bound",
 			obj:     hpa("web", "web", 1),
 			objects: []any{web, pvc("uploads", rwo), hpa("other", "web", 4)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "other" may scale to 4 replicas`, config.ActionDeny)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "other" may scale to 4 replicas`, `set maxReplicas of HorizontalPodAutoscaler "other" to 1`, config.ActionDeny)},
 		},
 		{
 			name: "an HPA of a StatefulSet is not judged",
@@ -350,20 +330,15 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 		},
 		{
 			name:    "UPDATE: an HPA that already allowed 5 keeps a warning",
-			op:      admissionv1.Update,
 			obj:     hpa("web", "web", 6),
 			old:     hpa("web", "web", 5),
 			objects: []any{web, pvc("uploads", rwo)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, config.ActionWarn)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, config.ActionWarn)},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			op := tt.op
-			if op == "" {
-				op = admissionv1.Create
-			}
-			got, err := newEngine(t, "").HorizontalPodAutoscaler(context.Background(), op, tt.obj, tt.old, index(tt.objects...))
+			got, err := newEngine(t, "").HorizontalPodAutoscaler(context.Background(), tt.obj, tt.old, index(tt.objects...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -379,7 +354,7 @@ func TestScale(t *testing.T) {
 		return &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas}}
 	}
 	onScale := func(bound string, action config.Action) engine.Result {
-		return shared("Deployment", "web", "spec.replicas", "uploads", "ReadWriteOnce", bound, action)
+		return shared("Deployment", "web", "spec.replicas", "uploads", "ReadWriteOnce", bound, multiAttach, runOneReplica, action)
 	}
 	tests := []struct {
 		name  string
@@ -413,7 +388,7 @@ func TestScale(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").Scale(context.Background(), admissionv1.Update, tt.scale, tt.dep, index(pvc("uploads", rwo)))
+			got, err := newEngine(t, "").Scale(context.Background(), tt.scale, tt.dep, index(pvc("uploads", rwo)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"strings"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/internal/commalist"
 )
 
 // Annotations read or written by the engine.
@@ -46,18 +47,20 @@ type Lookup interface {
 	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
 }
 
-// Result is one violation of one object with its effective action.
+// Result is one violation of one object with its effective action. It is
+// the engine's answer, not an output format: the webhook, check and audit
+// each turn it into theirs.
 type Result struct {
-	Rule      string        `json:"rule"`
-	Action    config.Action `json:"action"`
-	Kind      string        `json:"kind"`
-	Namespace string        `json:"namespace"`
-	Name      string        `json:"name"`
-	Field     string        `json:"field"`
-	Message   string        `json:"message"`
+	Rule      string
+	Action    config.Action
+	Kind      string
+	Namespace string
+	Name      string
+	Field     *field.Path
+	Message   string
 	// Intended is the action before the global and namespace enforcement
 	// caps: what a dryrun result would have been once enforced.
-	Intended config.Action `json:"-"`
+	Intended config.Action
 }
 
 // Verdict is the engine's answer for one object.
@@ -112,7 +115,7 @@ type violation struct {
 	// key identifies the violation across an UPDATE independently of list
 	// indexes, so an old violation is recognised after fields move.
 	key     string
-	field   string
+	field   *field.Path
 	message string
 	// advisory findings (dead config, a claim that cannot be judged yet) are
 	// at most warnings.
@@ -208,7 +211,7 @@ func (e *Engine) exemptions(obj metav1.Object) ruleSet {
 		return ruleSet{}
 	}
 	var s ruleSet
-	for _, r := range splitList(value) {
+	for _, r := range commalist.Split(value) {
 		s.all = s.all || r == "all"
 		s.rules = append(s.rules, r)
 	}
@@ -222,7 +225,7 @@ func exemptionWarnings(obj metav1.Object) []string {
 		return nil
 	}
 	var warnings []string
-	for _, r := range splitList(value) {
+	for _, r := range commalist.Split(value) {
 		if r != "all" && !isRule(r) {
 			warnings = append(warnings, fmt.Sprintf("annotation %s: unknown rule %q: must be \"all\" or one of %s", AnnotationExempt, r, strings.Join(config.RuleIDs, ", ")))
 		}
@@ -237,17 +240,6 @@ func isRule(id string) bool {
 		}
 	}
 	return false
-}
-
-// splitList splits a comma-separated annotation value, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 // listContains reports whether the comma-separated list holds name, without allocating.
@@ -276,7 +268,9 @@ func judgeWithOld[T any](judge func(T) ([]violation, error), obj, old T, hasOld 
 	return vs, oldVs, err
 }
 
-// judged reports whether an operation is judged at all: DELETE and CONNECT never are.
-func judged(op admissionv1.Operation) bool {
-	return op == admissionv1.Create || op == admissionv1.Update
-}
+// Field paths the rules report, built on only when a rule finds something.
+var (
+	specPath     = field.NewPath("spec")
+	podSpecPath  = specPath.Child("template", "spec")
+	podLabelPath = specPath.Child("template", "metadata", "labels")
+)

@@ -1,15 +1,17 @@
 package engine_test
 
 import (
-	"github.com/google/go-cmp/cmp/cmpopts"
-
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
@@ -30,9 +32,15 @@ func newEngine(t *testing.T, yaml string) *engine.Engine {
 	return engine.New(cfg)
 }
 
+// fieldPath is a path that renders as s: results are compared by their
+// rendered field paths.
+func fieldPath(s string) *field.Path { return field.NewPath(s) }
+
+var renderedPaths = cmp.Transformer("String", func(p *field.Path) string { return p.String() })
+
 // ignoreIntended leaves the action before enforcement caps to TestResolve:
 // the rule tables run without caps.
-var ignoreIntended = cmpopts.IgnoreFields(engine.Result{}, "Intended")
+var ignoreIntended = cmp.Options{cmpopts.IgnoreFields(engine.Result{}, "Intended"), renderedPaths}
 
 func index(objs ...any) *lookup.Index {
 	x := lookup.NewIndex()

@@ -4,24 +4,20 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/stateguard/stateguard/config"
 )
 
-// StatefulSet judges a StatefulSet write. old is the stored object on UPDATE.
-func (e *Engine) StatefulSet(ctx context.Context, op admissionv1.Operation, sts, old *appsv1.StatefulSet, lk Lookup) (Verdict, error) {
-	if !judged(op) {
-		return Verdict{}, nil
-	}
+// StatefulSet judges a StatefulSet: created when old is nil, else updated from old.
+func (e *Engine) StatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, lk Lookup) (Verdict, error) {
 	vs, oldVs, err := judgeWithOld(func(s *appsv1.StatefulSet) ([]violation, error) {
 		return e.statefulSetViolations(ctx, s, lk)
-	}, sts, old, op == admissionv1.Update && old != nil)
+	}, sts, old, old != nil)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -45,8 +41,9 @@ func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.Stateful
 const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " + AnnotationExempt + ": " + config.RuleHeadlessService
 
 func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs []violation) ([]violation, error) {
-	const rule, serviceName = config.RuleHeadlessService, "spec.serviceName"
-	add := func(key, field, msg string) {
+	const rule = config.RuleHeadlessService
+	serviceName := specPath.Child("serviceName")
+	add := func(key string, field *field.Path, msg string) {
 		vs = append(vs, violation{rule: rule, key: rule + "/" + key, field: field, message: msg + exemptHeadlessHint})
 	}
 	name, ns := sts.Spec.ServiceName, sts.Namespace
@@ -74,7 +71,7 @@ func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs
 	if len(svc.Spec.Selector) == 0 {
 		add("selector", serviceName, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
 	} else if missing := unmatchedSelector(svc.Spec.Selector, sts.Spec.Template.Labels); missing != "" {
-		add("selector", "spec.template.metadata.labels", fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods", name, ns, missing))
+		add("selector", podLabelPath, fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods", name, ns, missing))
 	}
 	return vs, nil
 }
@@ -99,25 +96,26 @@ func (e *Engine) emptyDirData(sts *appsv1.StatefulSet, vs []violation) []violati
 		if isPodScoped(v) && hasClaimTemplate(sts, v.Name) {
 			vs = append(vs, violation{
 				rule: rule, key: rule + "/shadowed/" + v.Name, advisory: true,
-				field:   "spec.template.spec.volumes[" + strconv.Itoa(i) + "]",
+				field:   podSpecPath.Child("volumes").Index(i),
 				message: fmt.Sprintf("volume %q is replaced by the volumeClaimTemplate of the same name, so its %s source is never used: remove it from spec.template.spec.volumes", v.Name, sourceName(v)),
 			})
 		}
 	}
 	for i := range pod.InitContainers {
 		if c := &pod.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			vs = e.dataMounts(sts, c, "spec.template.spec.initContainers["+strconv.Itoa(i)+"]", vs)
+			vs = e.dataMounts(sts, c, "initContainers", i, vs)
 		}
 	}
 	for i := range pod.Containers {
-		vs = e.dataMounts(sts, &pod.Containers[i], "spec.template.spec.containers["+strconv.Itoa(i)+"]", vs)
+		vs = e.dataMounts(sts, &pod.Containers[i], "containers", i, vs)
 	}
 	return vs
 }
 
 // dataMounts adds a violation for each read-write mount of a Pod-scoped
 // volume that holds data by path, name or annotation and is not scratch.
-func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, containerPath string, vs []violation) []violation {
+// The container is element index of the Pod spec's list.
+func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, list string, index int, vs []violation) []violation {
 	const rule = config.RuleEmptyDirData
 	for j := range c.VolumeMounts {
 		m := &c.VolumeMounts[j]
@@ -135,7 +133,7 @@ func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, contai
 		vs = append(vs, violation{
 			rule:  rule,
 			key:   rule + "/" + c.Name + "/" + v.Name + "/" + m.MountPath,
-			field: containerPath + ".volumeMounts[" + strconv.Itoa(j) + "]",
+			field: podSpecPath.Child(list).Index(index).Child("volumeMounts").Index(j),
 			message: fmt.Sprintf("%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: "+
 				"move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), "+
 				"or, if it only holds scratch data, name it in the annotation %s",

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -17,7 +16,7 @@ import (
 const exemptHint = "; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service"
 
 func stsResult(rule, field, message string) engine.Result {
-	return engine.Result{Rule: rule, Action: config.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: field, Message: message}
+	return engine.Result{Rule: rule, Action: config.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: fieldPath(field), Message: message}
 }
 
 func TestHeadlessService(t *testing.T) {
@@ -130,7 +129,7 @@ func TestHeadlessService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").StatefulSet(context.Background(), admissionv1.Create, tt.obj, nil, index(tt.services...))
+			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, nil, index(tt.services...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,7 +247,7 @@ func TestEmptyDirData(t *testing.T) {
 			name: "a volume shadowed by a volumeClaimTemplate is dead config, not a violation",
 			obj:  sts("db", claimTemplate("data"), volume(emptyDir("data")), mount("data", "/var/lib/postgresql/data")),
 			want: []engine.Result{{Rule: rule, Action: config.ActionWarn, Kind: "StatefulSet", Namespace: "shop", Name: "db",
-				Field: "spec.template.spec.volumes[0]",
+				Field: fieldPath("spec.template.spec.volumes[0]"),
 				Message: `volume "data" is replaced by the volumeClaimTemplate of the same name, so its emptyDir source is never used: ` +
 					`remove it from spec.template.spec.volumes`}},
 		},
@@ -283,7 +282,7 @@ func TestEmptyDirData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), admissionv1.Create, tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
+			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,6 @@
-// Package lookup holds the in-memory engine.Lookup that `stateguard check`
-// builds from its input files: every lookup is a map access, so judging
-// n objects costs O(n).
+// Package lookup holds the engine's two Lookups: Index, in memory over a
+// set of objects (check and audit judge among what they read), and Cache,
+// over the server's informer caches (the webhook and the background audit).
 package lookup
 
 import (

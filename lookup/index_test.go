@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -46,5 +47,18 @@ func TestHorizontalPodAutoscalersByTarget(t *testing.T) {
 	}
 	if got, _ := x.HorizontalPodAutoscalers(context.Background(), "other", "web"); got != nil {
 		t.Errorf("HPAs of another namespace: %v", names(got))
+	}
+}
+
+func TestIndexHPATarget(t *testing.T) {
+	if diff := cmp.Diff([]string{"web"}, IndexHPATarget(hpa("a", "Deployment", "apps/v1", "web"))); diff != "" {
+		t.Errorf("an HPA of Deployment web (-want +got):\n%s", diff)
+	}
+	if got := IndexHPATarget(hpa("c", "StatefulSet", "apps/v1", "web")); got != nil {
+		t.Errorf("an HPA of a StatefulSet is indexed under %q", got)
+	}
+	// A cache hands the index function whatever it holds; it must not panic.
+	if got := IndexHPATarget(&corev1.Service{}); got != nil {
+		t.Errorf("a Service is indexed under %q", got)
 	}
 }

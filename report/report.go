@@ -19,10 +19,20 @@ const (
 	ExitInvalid = 2 // unreadable input or bad usage
 )
 
-// Entry is one result with where its object came from.
+// Entry is one result with where its object came from: the output format
+// of check and audit, kept apart from the engine's Result so that the
+// engine's shape never changes what scripts read.
 type Entry struct {
-	engine.Result
-	Source string `json:"source"`
+	Rule      string        `json:"rule"`
+	Action    config.Action `json:"action"`
+	Kind      string        `json:"kind"`
+	Namespace string        `json:"namespace"`
+	Name      string        `json:"name"`
+	Field     string        `json:"field"`
+	Message   string        `json:"message"`
+	Source    string        `json:"source"`
+	// Intended is the action enforcing would give a dryrun result.
+	Intended config.Action `json:"-"`
 }
 
 // Report is the printed outcome of judging a set of objects.
@@ -35,7 +45,10 @@ type Report struct {
 // Add appends the results of one object.
 func (r *Report) Add(source string, results []engine.Result) {
 	for _, res := range results {
-		r.Results = append(r.Results, Entry{Result: res, Source: source})
+		r.Results = append(r.Results, Entry{
+			Rule: res.Rule, Action: res.Action, Kind: res.Kind, Namespace: res.Namespace, Name: res.Name,
+			Field: res.Field.String(), Message: res.Message, Source: source, Intended: res.Intended,
+		})
 	}
 }
 

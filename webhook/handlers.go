@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -23,9 +25,9 @@ import (
 // judge is what every handler shares: the policy, the lookups and the way
 // a verdict becomes an admission answer. All judging happens in the engine.
 type judge struct {
-	policy  *Policy
+	engine  func() *engine.Engine
 	lookup  engine.Lookup
-	live    client.Reader // fresh reads, for the Deployment behind a Scale
+	live    client.Reader
 	metrics *Metrics
 	log     logr.Logger
 }
@@ -34,14 +36,12 @@ type judge struct {
 // deny, a denial that carries every denied violation in one message. A
 // silent (dryrun) verdict tells the requester nothing: its violations are
 // logged and counted with the action enforcing would give them.
-// Lookup failures are the webhook's own fault: an internal error (500),
-// except in dryrun, which never blocks a write.
-func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) (admission.Warnings, error) {
+func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) admission.Response {
 	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
 	if err != nil {
-		return nil, j.judgeFailed(log, kind, op, obj, err)
+		return j.failed(log, kind, op, obj.GetNamespace(), obj.GetName(), err)
 	}
-	warnings := admission.Warnings(v.Warnings)
+	warnings := v.Warnings
 	var denials, decisions []string
 	for _, r := range v.Results {
 		counted := r.Action
@@ -50,7 +50,8 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 		}
 		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), string(op), kind).Inc()
 		decisions = append(decisions, r.Rule+"="+string(r.Action))
-		line := r.Rule + ": " + r.Field + ": " + r.Message
+		field := r.Field.String()
+		line := r.Rule + ": " + field + ": " + r.Message
 		switch r.Action {
 		case config.ActionDeny:
 			denials = append(denials, line)
@@ -59,7 +60,7 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 		case config.ActionDryRun:
 			// The record the dry-run audit mode exists for: what enforcing
 			// the policy would have done to this request.
-			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", r.Field, "message", r.Message)
+			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", field, "message", r.Message)
 		}
 	}
 	if v.Silent && len(warnings) > 0 {
@@ -73,79 +74,119 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 	}
 	log.V(1).Info("decision", "denied", len(denials) > 0, "results", decisions)
 	if len(denials) == 0 {
-		return warnings, nil
+		return admission.Allowed("").WithWarnings(warnings...)
 	}
 	noun := "rule"
 	if len(denials) > 1 {
 		noun = "rules"
 	}
-	return warnings, fmt.Errorf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))
+	return admission.Denied(fmt.Sprintf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))).WithWarnings(warnings...)
 }
 
-// judgeFailed logs and counts a failure to judge. It is an internal error
-// (500) that refuses the write, except under dryrun enforcement, which
-// never blocks a write, not even when stateguard itself fails.
-func (j *judge) judgeFailed(log logr.Logger, kind string, op admissionv1.Operation, obj metav1.Object, err error) error {
+// failed logs and counts a failure to judge. It is an internal error (500)
+// that refuses the write, except under dryrun enforcement, which never
+// blocks a write, not even when stateguard itself fails.
+func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, namespace, name string, err error) admission.Response {
 	log.Error(err, "could not judge")
 	j.metrics.Decisions.WithLabelValues("none", "error", string(op), kind).Inc()
-	if j.policy.Engine().Enforcement() == config.ActionDryRun {
-		return nil
+	if j.engine().Enforcement() == config.ActionDryRun {
+		return admission.Allowed("")
 	}
-	return apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err))
+	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))
 }
 
-// validator judges writes of one kind with an engine method: the
-// admission.Validator the typed handlers call. DELETE is never judged.
-type validator[T metav1.Object] struct {
+// statusResponse refuses with an API status: its code, reason and message.
+func statusResponse(err apierrors.APIStatus) admission.Response {
+	status := err.Status()
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Result: &status}}
+}
+
+// validating judges CREATE and UPDATE of one kind with an engine method.
+// DELETE and CONNECT are never judged; a DELETE's object, the old one, is
+// still decoded, so that a malformed review is refused as it would be by
+// controller-runtime's admission.WithValidator.
+type validating[T client.Object] struct {
 	*judge
-	kind    string
-	verdict func(e *engine.Engine, ctx context.Context, op admissionv1.Operation, obj, old T, lk engine.Lookup) (engine.Verdict, error)
+	kind      string
+	newObject func() T
+	verdict   func(e *engine.Engine, ctx context.Context, obj, old T, lk engine.Lookup) (engine.Verdict, error)
 }
 
-func (v validator[T]) validate(ctx context.Context, op admissionv1.Operation, obj, old T) (admission.Warnings, error) {
-	verdict, err := v.verdict(v.policy.Engine(), ctx, op, obj, old, v.lookup)
-	return v.answer(v.kind, op, obj, verdict, err)
-}
-
-func (v validator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
-	var none T
-	return v.validate(ctx, admissionv1.Create, obj, none)
-}
-
-func (v validator[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
-	return v.validate(ctx, admissionv1.Update, obj, old)
-}
-
-func (validator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) { return nil, nil }
-
-// statefulSets defaults StatefulSets.
-type statefulSets struct{ *judge }
-
-var _ admission.Defaulter[*appsv1.StatefulSet] = statefulSets{}
-
-// Default applies the configured defaults; statefulSetPatch turns what it
-// changed into the answer's patch.
-func (h statefulSets) Default(ctx context.Context, obj *appsv1.StatefulSet) error {
-	req, err := admission.RequestFromContext(ctx)
-	if err != nil {
-		return err
-	}
-	var old *appsv1.StatefulSet
-	if req.Operation == admissionv1.Update {
-		old = &appsv1.StatefulSet{}
+func (h validating[T]) Handle(ctx context.Context, req admission.Request) admission.Response {
+	obj := h.newObject()
+	var old T // nil: a creation
+	switch req.Operation {
+	case admissionv1.Create:
+	case admissionv1.Update:
+		old = h.newObject()
 		if err := decodeObject(req.OldObject, old); err != nil {
-			return apierrors.NewBadRequest(err.Error())
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
+		}
+	case admissionv1.Delete:
+		if err := decodeObject(req.OldObject, obj); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		return admission.Allowed("")
+	case admissionv1.Connect:
+		return admission.Allowed("")
+	default:
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unknown operation %q", req.Operation))
+	}
+	if err := decodeObject(req.Object, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	v, err := h.verdict(h.engine(), ctx, obj, old, h.lookup)
+	return h.answer(h.kind, req.Operation, obj, v, err)
+}
+
+// defaulting applies the StatefulSet defaults on CREATE and UPDATE.
+type defaulting struct{ *judge }
+
+func (h defaulting) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	sts := newStatefulSet()
+	if err := decodeObject(req.Object, sts); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var old *appsv1.StatefulSet // nil: a creation
+	if req.Operation == admissionv1.Update {
+		old = newStatefulSet()
+		if err := decodeObject(req.OldObject, old); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	}
-	changed, warnings, err := h.policy.Engine().DefaultStatefulSet(ctx, req.Operation, obj, old, h.lookup)
+	changed, warnings, err := h.engine().DefaultStatefulSet(ctx, sts, old, h.lookup)
 	if err != nil {
-		h.log.Error(err, "could not default", "namespace", obj.Namespace, "name", obj.Name)
-		return apierrors.NewInternalError(err)
+		h.log.Error(err, "could not default", "namespace", sts.Namespace, "name", sts.Name)
+		return statusResponse(apierrors.NewInternalError(err))
 	}
 	if len(changed) > 0 || len(warnings) > 0 {
-		h.log.V(1).Info("defaulted", "namespace", obj.Namespace, "name", obj.Name, "operation", req.Operation, "fields", changed, "warnings", warnings)
+		h.log.V(1).Info("defaulted", "namespace", sts.Namespace, "name", sts.Name, "operation", req.Operation, "fields", changed, "warnings", warnings)
 	}
-	return nil
+	if len(changed) == 0 {
+		return admission.Allowed("")
+	}
+	return patchResponse(req.Object.Raw, sts)
+}
+
+// patchResponse admits with the JSON patch from the object as the API
+// server sent it to obj, computed by jsonpatch from the two documents as
+// controller-runtime's defaulters do. Its "remove" operations are dropped:
+// the defaults only ever add or replace, and a field newer than
+// stateguard's API types, missing from obj, must not be removed.
+func patchResponse(raw []byte, obj any) admission.Response {
+	marshalled, err := json.Marshal(obj)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	resp := admission.PatchResponseFromRaw(raw, marshalled)
+	resp.Patches = slices.DeleteFunc(resp.Patches, func(op jsonpatch.Operation) bool { return op.Operation == "remove" })
+	if len(resp.Patches) == 0 {
+		resp.PatchType = nil
+	}
+	return resp
 }
 
 // scales validates writes of deployments/scale (kubectl scale). The object
@@ -168,19 +209,9 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 		if apierrors.IsNotFound(err) {
 			return admission.Allowed("")
 		}
-		if err := h.judgeFailed(h.log.WithValues("kind", "Scale", "namespace", req.Namespace, "name", req.Name), "Scale", req.Operation, dep, err); err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		return admission.Allowed("")
+		log := h.log.WithValues("kind", "Scale", "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
+		return h.failed(log, "Scale", req.Operation, req.Namespace, req.Name, fmt.Errorf("reading the Deployment: %w", err))
 	}
-	v, err := h.policy.Engine().Scale(ctx, req.Operation, scale, dep, h.lookup)
-	warnings, err := h.answer("Scale", req.Operation, dep, v, err)
-	var status apierrors.APIStatus
-	switch {
-	case errors.As(err, &status):
-		return admission.Errored(status.Status().Code, err).WithWarnings(warnings...)
-	case err != nil:
-		return admission.Denied(err.Error()).WithWarnings(warnings...)
-	}
-	return admission.Allowed("").WithWarnings(warnings...)
+	v, err := h.engine().Scale(ctx, scale, dep, h.lookup)
+	return h.answer("Scale", req.Operation, dep, v, err)
 }

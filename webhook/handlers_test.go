@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -29,9 +27,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/lookup"
 )
@@ -41,24 +42,25 @@ import (
 // built-in one).
 type testServer struct {
 	handlers map[string]http.Handler
-	judge    *judge
+	opts     Options
 	metrics  *Metrics
 }
 
 func newTestServer(tb testing.TB, cfg string, objs ...runtime.Object) *testServer {
+	return newTestServerWith(tb, cfg, nil, objs...)
+}
+
+// newTestServerWith lets edit change the handlers' options first.
+func newTestServerWith(tb testing.TB, cfg string, edit func(*Options), objs ...runtime.Object) *testServer {
 	tb.Helper()
-	var file string
+	policy := config.Default()
 	if cfg != "" {
-		file = filepath.Join(tb.TempDir(), "stateguard.yaml")
-		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		var err error
+		if policy, err = config.Parse([]byte(cfg)); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	metrics := NewMetrics(prometheus.NewRegistry())
-	policy, err := NewPolicy(file, metrics, logr.Discard())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	eng := engine.New(policy)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		tb.Fatal(err)
@@ -67,14 +69,17 @@ func newTestServer(tb testing.TB, cfg string, objs ...runtime.Object) *testServe
 	for _, obj := range objs {
 		index.Add(obj)
 	}
-	j := &judge{
-		policy:  policy,
-		lookup:  index,
-		live:    fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build(),
-		metrics: metrics,
-		log:     logr.Discard(),
+	opts := Options{
+		Engine:  func() *engine.Engine { return eng },
+		Lookup:  index,
+		Live:    fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build(),
+		Metrics: NewMetrics(prometheus.NewRegistry()),
+		Log:     logr.Discard(),
 	}
-	return &testServer{handlers: handlers(j), judge: j, metrics: metrics}
+	if edit != nil {
+		edit(&opts)
+	}
+	return &testServer{handlers: Handlers(opts), opts: opts, metrics: opts.Metrics}
 }
 
 // post sends body to path and returns the HTTP status and the decoded review.
@@ -277,9 +282,10 @@ func TestDecisionsAreCounted(t *testing.T) {
 // not even the warning about a mistyped exemption, while each would-be
 // violation is logged with the action it would have had and counted.
 func TestDryRunIsSilentButRecorded(t *testing.T) {
-	s := newTestServer(t, "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n", namespaceObj("shop", nil))
 	var logged []string
-	s.judge.log = funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	s := newTestServerWith(t, "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n", func(o *Options) {
+		o.Log = funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	}, namespaceObj("shop", nil))
 	db := postgres("shop")
 	db.Annotations["stateguard.io/exempt"] = "statefulset-headless"
 	_, review := s.post(t, PathValidateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", db, nil))
@@ -327,8 +333,7 @@ func TestLookupFailures(t *testing.T) {
 		{name: "dryrun", cfg: "apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n", wantAllowed: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, tt.cfg)
-			s.judge.lookup = failingLookup{}
+			s := newTestServerWith(t, tt.cfg, func(o *Options) { o.Lookup = failingLookup{} })
 			_, review := s.post(t, PathValidateStatefulSet, reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil))
 			if review.Response.Allowed != tt.wantAllowed {
 				t.Errorf("allowed %v, want %v (%v)", review.Response.Allowed, tt.wantAllowed, review.Response.Result)
@@ -445,6 +450,29 @@ func TestScaleReviews(t *testing.T) {
 	}
 }
 
+// TestScaleLiveReadFails: a Deployment that cannot be read refuses the
+// scale with a 500 that names it.
+func TestScaleLiveReadFails(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestServerWith(t, "", func(o *Options) {
+		o.Live = fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+			Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+				return errors.New("connection refused")
+			},
+		}).Build()
+	}, namespaceObj("shop", nil))
+	scale := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+	kind := metav1.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}
+	_, review := s.post(t, PathValidateScale, reviewOf(t, admissionv1.Update, kind, "deployments", scale, scale))
+	want := "stateguard could not judge Scale shop/web: reading the Deployment: connection refused"
+	if review.Response.Allowed || review.Response.Result.Code != http.StatusInternalServerError || !strings.Contains(review.Response.Result.Message, want) {
+		t.Errorf("allowed=%v %v, want a 500 saying %q", review.Response.Allowed, review.Response.Result, want)
+	}
+}
+
 func TestMalformedReviewsGet4xx(t *testing.T) {
 	s := newTestServer(t, "")
 	for _, body := range []string{"", "{", `{"apiVersion":"v1","kind":"Pod"}`, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`} {
@@ -473,7 +501,7 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 		handler http.Handler
 	}{
 		{"validate", s.handlers[PathValidateStatefulSet]},
-		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](validator[*appsv1.StatefulSet]{s.judge, "StatefulSet", (*engine.Engine).StatefulSet}))},
+		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](typedValidator[*appsv1.StatefulSet]{s.opts, (*engine.Engine).StatefulSet}))},
 		{"mutate", s.handlers[PathMutateStatefulSet]},
 	} {
 		b.Run(bench.name, func(b *testing.B) {

@@ -4,10 +4,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are stateguard's own metrics, beside controller-runtime's webhook metrics.
+// Metrics are the admission metrics of stateguard, beside controller-runtime's webhook metrics.
 type Metrics struct {
-	Decisions          *prometheus.CounterVec
-	ConfigReloadErrors prometheus.Counter
+	Decisions *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -17,11 +16,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stateguard_admission_decisions_total",
 			Help: "Admission decisions by rule and action: the effective action (deny, warn, exempt), or under dryrun enforcement the action enforcing would give (the request was admitted silently); allow with rule none for objects without violations, error with rule none when stateguard could not judge.",
 		}, []string{"rule", "action", "operation", "kind"}),
-		ConfigReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "stateguard_config_reload_errors_total",
-			Help: "Reloads of the configuration file that failed; the last good configuration stays in force.",
-		}),
 	}
-	reg.MustRegister(m.Decisions, m.ConfigReloadErrors)
+	reg.MustRegister(m.Decisions)
 	return m
 }

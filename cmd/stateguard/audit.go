@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stateguard/stateguard/audit"
+	"github.com/stateguard/stateguard/internal/commalist"
 	"github.com/stateguard/stateguard/report"
 )
 
@@ -38,36 +40,48 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// splitList splits a comma-separated flag value, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
+// auditOptions are the flags of `stateguard audit`.
+type auditOptions struct {
+	audit.Options
+	kubeconfig, kubeContext, as, configFile string
+	allNamespaces                           bool
+	excluded                                string
+}
+
+func (o *auditOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
+	fs.StringVar(&o.kubeContext, "context", "", "the kubeconfig context to use (default: the current one)")
+	fs.StringVar(&o.as, "as", "", "the user to impersonate, as kubectl --as does")
+	fs.StringVar(&o.Namespace, "n", "", "the namespace to audit (default: the context's namespace)")
+	fs.StringVar(&o.Namespace, "namespace", "", "same as -n")
+	fs.BoolVar(&o.allNamespaces, "A", false, "audit all namespaces but the excluded ones and those labelled "+audit.LabelIgnore+"=true")
+	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "same as -A")
+	fs.StringVar(&o.excluded, "exclude-namespaces", "", "with -A, the namespaces to skip, comma-separated (default: those the installed ValidatingWebhookConfiguration excludes, else kube-system,kube-node-lease)")
+	fs.StringVar(&o.configFile, "config", "", "a stateguard.io/v1alpha1 Config file (default: the built-in policy)")
+	outputFlags(fs, &o.Output)
+}
+
+func (o *auditOptions) validate() error {
+	if o.allNamespaces && o.Namespace != "" {
+		return errors.New("-n and -A exclude each other: name one namespace or all")
 	}
-	return out
+	return validOutput(o.Output)
+}
+
+// clientConfig is the kubeconfig as the flags select and override it.
+func (o *auditOptions) clientConfig() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.kubeContext}
+	overrides.AuthInfo.Impersonate = o.as
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stateguard audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		opts                                    audit.Options
-		kubeconfig, kubeContext, as, configFile string
-		allNamespaces                           bool
-		excluded                                string
-	)
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
-	fs.StringVar(&kubeContext, "context", "", "the kubeconfig context to use (default: the current one)")
-	fs.StringVar(&as, "as", "", "the user to impersonate, as kubectl --as does")
-	fs.StringVar(&opts.Namespace, "n", "", "the namespace to audit (default: the context's namespace)")
-	fs.StringVar(&opts.Namespace, "namespace", "", "same as -n")
-	fs.BoolVar(&allNamespaces, "A", false, "audit all namespaces but the excluded ones and those labelled "+audit.LabelIgnore+"=true")
-	fs.BoolVar(&allNamespaces, "all-namespaces", false, "same as -A")
-	fs.StringVar(&excluded, "exclude-namespaces", "", "with -A, the namespaces to skip, comma-separated (default: those the installed ValidatingWebhookConfiguration excludes, else kube-system,kube-node-lease)")
-	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file (default: the built-in policy)")
-	outputFlags(fs, &opts.Output)
+	var o auditOptions
+	o.addFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: stateguard audit [-n NAMESPACE | -A] [--config FILE] [-o table|json] [--kubeconfig FILE] [--context NAME]\n\n"+
 			"Judges the StatefulSets, Deployments and HorizontalPodAutoscalers in the cluster as `stateguard check` judges manifests.\n"+
@@ -77,37 +91,30 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	switch {
-	case fs.NArg() > 0:
+	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stateguard audit: unexpected argument %q\n", fs.Arg(0))
 		return report.ExitInvalid
-	case allNamespaces && opts.Namespace != "":
-		fmt.Fprintln(stderr, "stateguard audit: -n and -A exclude each other: name one namespace or all")
-		return report.ExitInvalid
-	case !validOutput("audit", opts.Output, stderr):
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 		return report.ExitInvalid
 	}
-	opts.Excluded = splitList(excluded)
+	o.Excluded = commalist.Split(o.excluded)
 	if !flagSet(fs, "exclude-namespaces") {
-		opts.Excluded = audit.DefaultExcludedNamespaces
+		o.Excluded = audit.DefaultExcludedNamespaces
 	}
-	eng, ok := loadEngine("audit", configFile, stderr)
+	eng, ok := loadEngine("audit", o.configFile, stderr)
 	if !ok {
 		return report.ExitInvalid
 	}
-
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: kubeContext}
-	overrides.AuthInfo.Impersonate = as
-	clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	clientConfig := o.clientConfig()
 	restConfig, err := clientConfig.ClientConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 		return report.ExitInvalid
 	}
-	if !allNamespaces && opts.Namespace == "" {
-		if opts.Namespace, _, err = clientConfig.Namespace(); err != nil {
+	if !o.allNamespaces && o.Namespace == "" {
+		if o.Namespace, _, err = clientConfig.Namespace(); err != nil {
 			fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 			return report.ExitInvalid
 		}
@@ -122,12 +129,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 		return report.ExitInvalid
 	}
-	if allNamespaces && !flagSet(fs, "exclude-namespaces") {
-		opts.Excluded = installedExclusions(ctx, cs, opts.Excluded, stderr)
+	if o.allNamespaces && !flagSet(fs, "exclude-namespaces") {
+		o.Excluded = installedExclusions(ctx, cs, o.Excluded, stderr)
 	}
 	var progress audit.Progress
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		progress = audit.TerminalProgress(stderr)
 	}
-	return audit.Run(ctx, eng, cs, opts, progress, stdout, stderr)
+	return audit.Run(ctx, eng, cs, o.Options, progress, stdout, stderr)
 }

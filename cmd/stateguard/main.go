@@ -98,10 +98,12 @@ func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case len(opts.Paths) == 0:
 		fmt.Fprintln(stderr, "stateguard check: no input: name a file, a directory or - with -f")
 		return report.ExitInvalid
-	case !validOutput("check", opts.Output, stderr):
-		return report.ExitInvalid
 	case opts.Namespace == "":
 		fmt.Fprintln(stderr, "stateguard check: -n: the namespace may not be empty")
+		return report.ExitInvalid
+	}
+	if err := validOutput(opts.Output); err != nil {
+		fmt.Fprintf(stderr, "stateguard check: %v\n", err)
 		return report.ExitInvalid
 	}
 	eng, ok := loadEngine("check", configFile, stderr)
@@ -128,12 +130,11 @@ func outputFlags(fs *flag.FlagSet, output *string) {
 	fs.StringVar(output, "output", "table", "same as -o")
 }
 
-func validOutput(command, output string, stderr io.Writer) bool {
+func validOutput(output string) error {
 	if output != "table" && output != "json" {
-		fmt.Fprintf(stderr, "stateguard %s: -o %q: must be table or json\n", command, output)
-		return false
+		return fmt.Errorf("-o %q: must be table or json", output)
 	}
-	return true
+	return nil
 }
 
 // loadEngine compiles the policy of --config, or the built-in one.

@@ -1,16 +1,20 @@
-package report
+// Package batch judges a set of objects together, each workload as its
+// creation would be judged, looking the objects its rules depend on up
+// among the same set: `stateguard check` judges manifest files this way,
+// `stateguard audit` and the background audit what runs in a cluster.
+package batch
 
 import (
 	"context"
 	"fmt"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/lookup"
+	"github.com/stateguard/stateguard/report"
 )
 
 // Object is one object to judge or look up, with where it came from.
@@ -28,25 +32,25 @@ type Object struct {
 // CREATE of it would be judged, in order, looking Services, claims, HPAs
 // and Namespaces up among the same objects. Warnings about stateguard's own
 // annotations are returned apart from the results, prefixed with the object.
-func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*Report, []string, error) {
+func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Report, []string, error) {
 	idx := lookup.NewIndex()
 	for _, o := range objs {
 		if o.Typed != nil {
 			idx.Add(o.Typed)
 		}
 	}
-	rep := &Report{Objects: len(objs)}
+	rep := &report.Report{Objects: len(objs)}
 	var warnings []string
 	for _, o := range objs {
 		var v engine.Verdict
 		var err error
 		switch obj := o.Typed.(type) {
 		case *appsv1.StatefulSet:
-			v, err = eng.StatefulSet(ctx, admissionv1.Create, obj, nil, idx)
+			v, err = eng.StatefulSet(ctx, obj, nil, idx)
 		case *appsv1.Deployment:
-			v, err = eng.Deployment(ctx, admissionv1.Create, obj, nil, idx)
+			v, err = eng.Deployment(ctx, obj, nil, idx)
 		case *autoscalingv2.HorizontalPodAutoscaler:
-			v, err = eng.HorizontalPodAutoscaler(ctx, admissionv1.Create, obj, nil, idx)
+			v, err = eng.HorizontalPodAutoscaler(ctx, obj, nil, idx)
 		default:
 			continue
 		}

@@ -1,4 +1,4 @@
-package webhook
+package server
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
@@ -17,16 +18,23 @@ import (
 // Policy holds the engine of the current configuration and reloads it when
 // the file changes. A bad new file keeps the last good engine.
 type Policy struct {
-	file    string
-	current atomic.Pointer[engine.Engine]
-	loaded  []byte
-	metrics *Metrics
-	log     logr.Logger
+	file         string
+	current      atomic.Pointer[engine.Engine]
+	loaded       []byte
+	reloadErrors prometheus.Counter
+	log          logr.Logger
 }
 
-// NewPolicy loads file, or the built-in policy when file is "".
-func NewPolicy(file string, metrics *Metrics, log logr.Logger) (*Policy, error) {
-	p := &Policy{file: file, metrics: metrics, log: log}
+// NewPolicy loads file, or the built-in policy when file is "", and
+// registers its metric with reg.
+func NewPolicy(file string, reg prometheus.Registerer, log logr.Logger) (*Policy, error) {
+	p := &Policy{file: file, log: log, reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "stateguard_config_reload_errors_total",
+		Help: "Reloads of the configuration file that failed; the last good configuration stays in force.",
+	})}
+	if err := reg.Register(p.reloadErrors); err != nil {
+		return nil, err
+	}
 	if file == "" {
 		p.current.Store(engine.New(config.Default()))
 		return p, nil
@@ -90,7 +98,7 @@ func (p *Policy) reload() {
 		cfg, err = config.Parse(data)
 	}
 	if err != nil {
-		p.metrics.ConfigReloadErrors.Inc()
+		p.reloadErrors.Inc()
 		p.log.Error(err, "the new configuration is not valid; keeping the last good one", "file", p.file)
 		return
 	}

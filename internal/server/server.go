@@ -1,6 +1,8 @@
-// Package webhook is stateguard's admission webhook: controller-runtime
-// handlers that decode the request, ask the engine, and answer.
-package webhook
+// Package server wires `stateguard serve` together on a controller-runtime
+// manager: the policy and its reloader, the informer caches and their
+// index, TLS (self-managed or cert-manager's), the admission handlers, the
+// background audit and readiness, side by side.
+package server
 
 import (
 	"context"
@@ -26,20 +28,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/stateguard/stateguard/audit"
-	"github.com/stateguard/stateguard/engine"
-)
-
-// Paths of the handlers; the chart's webhook configurations name them.
-const (
-	PathValidateStatefulSet = "/validate-apps-v1-statefulset"
-	PathMutateStatefulSet   = "/mutate-apps-v1-statefulset"
-	PathValidateDeployment  = "/validate-apps-v1-deployment"
-	PathValidateScale       = "/validate-apps-v1-deployment-scale"
-	PathValidateHPA         = "/validate-autoscaling-v2-horizontalpodautoscaler"
+	"github.com/stateguard/stateguard/lookup"
+	"github.com/stateguard/stateguard/webhook"
 )
 
 // cachedKinds are the objects the lookups read from the manager's cache.
@@ -68,59 +61,31 @@ type Options struct {
 	AuditLedger        types.NamespacedName
 }
 
-// Setup registers the handlers, the HPA index, the configuration watcher
-// and the readiness checks on mgr.
+// Setup adds everything `stateguard serve` runs to mgr.
 func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logger) error {
-	metrics := NewMetrics(ctrlmetrics.Registry)
-	policy, err := NewPolicy(opts.ConfigFile, metrics, log.WithName("policy"))
+	policy, err := NewPolicy(opts.ConfigFile, ctrlmetrics.Registry, log.WithName("policy"))
 	if err != nil {
-		return err
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &autoscalingv2.HorizontalPodAutoscaler{}, hpaTargetIndex, indexHPATarget); err != nil {
-		return err
-	}
-	if opts.CertRotation != nil {
-		if err := addCertRotator(mgr, *opts.CertRotation, opts.CertDir); err != nil {
-			return err
-		}
-	}
-	if opts.Certificate != "" {
-		client, err := cmclient.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return err
-		}
-		if err := mgr.Add(newCertificateWatch(client, opts.CertificateNamespace, opts.Certificate, ctrlmetrics.Registry, log.WithName("certificate"))); err != nil {
-			return err
-		}
-	}
-	j := &judge{
-		policy:  policy,
-		lookup:  &cacheLookup{cache: mgr.GetCache(), live: mgr.GetAPIReader()},
-		live:    mgr.GetAPIReader(),
-		metrics: metrics,
-		log:     log.WithName("admission"),
-	}
-	// The webhook server starts once the certificate is in place (a Secret
-	// volume fills in after the Pod starts when stateguard issues it
-	// itself); until then the replica is not ready.
-	var server atomic.Pointer[webhook.Server]
-	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-		if err := waitForCertificate(ctx, opts.CertDir, log); err != nil {
-			return err
-		}
-		s := mgr.GetWebhookServer()
-		for path, handler := range handlers(j) {
-			s.Register(path, handler)
-		}
-		server.Store(&s)
-		return nil
-	})); err != nil {
 		return err
 	}
 	if err := mgr.Add(everyReplica(policy.Start)); err != nil {
 		return err
 	}
-
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &autoscalingv2.HorizontalPodAutoscaler{}, lookup.HPATargetIndex, lookup.IndexHPATarget); err != nil {
+		return err
+	}
+	if err := setupTLS(mgr, opts, log); err != nil {
+		return err
+	}
+	started, err := addWebhook(mgr, opts.CertDir, webhook.Options{
+		Engine:  policy.Engine,
+		Lookup:  &lookup.Cache{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
+		Live:    mgr.GetAPIReader(),
+		Metrics: webhook.NewMetrics(ctrlmetrics.Registry),
+		Log:     log.WithName("admission"),
+	}, log)
+	if err != nil {
+		return err
+	}
 	informers := cachedKinds
 	if opts.AuditInterval > 0 {
 		informers = append(slices.Clip(informers), &appsv1.StatefulSet{})
@@ -128,24 +93,11 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 			return err
 		}
 	}
-	// Start the informers with the manager, and be ready only once they
-	// have synced and the TLS listener is up.
-	for _, obj := range informers {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
-			return err
-		}
-	}
-	var synced atomic.Bool
-	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return ctx.Err()
-		}
-		synced.Store(true)
-		log.Info("caches synced")
-		return nil
-	})); err != nil {
+	synced, err := startInformers(ctx, mgr, informers, log)
+	if err != nil {
 		return err
 	}
+	// Ready once the informers have synced and the TLS listener is up.
 	if err := mgr.AddReadyzCheck("caches", func(*http.Request) error {
 		if !synced.Load() {
 			return errors.New("caches have not synced yet")
@@ -154,16 +106,71 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	}); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
+	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
+		return err
+	}
+	return mgr.AddHealthzCheck("ping", healthz.Ping)
+}
+
+// setupTLS adds self-managed certificate rotation or the cert-manager
+// Certificate watch, as configured.
+func setupTLS(mgr manager.Manager, opts Options, log logr.Logger) error {
+	if opts.CertRotation != nil {
+		if err := addCertRotator(mgr, *opts.CertRotation, opts.CertDir); err != nil {
+			return err
+		}
+	}
+	if opts.Certificate == "" {
+		return nil
+	}
+	client, err := cmclient.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	return mgr.Add(newCertificateWatch(client, opts.CertificateNamespace, opts.Certificate, ctrlmetrics.Registry, log.WithName("certificate")))
+}
+
+// addWebhook registers the admission handlers once the certificate is in
+// place (a Secret volume fills in after the Pod starts when stateguard
+// issues it itself): only then is the webhook server started. The
+// returned check fails until the server listens.
+func addWebhook(mgr manager.Manager, certDir string, handlers webhook.Options, log logr.Logger) (healthz.Checker, error) {
+	var server atomic.Pointer[ctrlwebhook.Server]
+	err := mgr.Add(everyReplica(func(ctx context.Context) error {
+		if err := waitForCertificate(ctx, certDir, log); err != nil {
+			return err
+		}
+		s := mgr.GetWebhookServer()
+		webhook.Setup(s, handlers)
+		server.Store(&s)
+		return nil
+	}))
+	return func(req *http.Request) error {
 		s := server.Load()
 		if s == nil {
 			return errors.New("waiting for the serving certificate")
 		}
 		return (*s).StartedChecker()(req)
-	}); err != nil {
-		return err
+	}, err
+}
+
+// startInformers has the manager start the informers of objs; the flag
+// turns true once they have all synced.
+func startInformers(ctx context.Context, mgr manager.Manager, objs []client.Object, log logr.Logger) (*atomic.Bool, error) {
+	for _, obj := range objs {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, err
+		}
 	}
-	return mgr.AddHealthzCheck("ping", healthz.Ping)
+	var synced atomic.Bool
+	return &synced, mgr.Add(everyReplica(func(ctx context.Context) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return ctx.Err()
+		}
+		synced.Store(true)
+		log.Info("caches synced")
+		return nil
+	}))
 }
 
 // addBackgroundAudit adds the background audit, which runs on the elected
@@ -226,24 +233,4 @@ func waitForCertificate(ctx context.Context, dir string, log logr.Logger) error 
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// handlers are the webhook's HTTP handlers around one judge, by path.
-func handlers(j *judge) map[string]http.Handler {
-	byPath := map[string]admission.Handler{
-		PathValidateStatefulSet: validating(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
-			admission.Validator[*appsv1.StatefulSet](validator[*appsv1.StatefulSet]{j, "StatefulSet", (*engine.Engine).StatefulSet})),
-		PathMutateStatefulSet: defaulting(func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
-			admission.Defaulter[*appsv1.StatefulSet](statefulSets{j}), statefulSetPatch),
-		PathValidateDeployment: validating(func() *appsv1.Deployment { return &appsv1.Deployment{} },
-			admission.Validator[*appsv1.Deployment](validator[*appsv1.Deployment]{j, "Deployment", (*engine.Engine).Deployment})),
-		PathValidateHPA: validating(func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} },
-			admission.Validator[*autoscalingv2.HorizontalPodAutoscaler](validator[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler", (*engine.Engine).HorizontalPodAutoscaler})),
-		PathValidateScale: scales{j},
-	}
-	served := make(map[string]http.Handler, len(byPath))
-	for path, handler := range byPath {
-		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, log: j.log}
-	}
-	return served
 }

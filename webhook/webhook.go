@@ -1,0 +1,64 @@
+// Package webhook is stateguard's admission webhook: one handler per kind
+// that decodes the AdmissionReview once, hands the object and the old
+// object to the engine, and turns its verdict into the answer. What the
+// handlers need (the policy in force, the lookups) is given to Setup; the
+// server around them is wired by the serve command.
+package webhook
+
+import (
+	"net/http"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/stateguard/stateguard/engine"
+)
+
+// Paths of the handlers; the chart's webhook configurations name them.
+const (
+	PathValidateStatefulSet = "/validate-apps-v1-statefulset"
+	PathMutateStatefulSet   = "/mutate-apps-v1-statefulset"
+	PathValidateDeployment  = "/validate-apps-v1-deployment"
+	PathValidateScale       = "/validate-apps-v1-deployment-scale"
+	PathValidateHPA         = "/validate-autoscaling-v2-horizontalpodautoscaler"
+)
+
+// Options are what the handlers judge with.
+type Options struct {
+	Engine  func() *engine.Engine // the policy in force
+	Lookup  engine.Lookup
+	Live    client.Reader // fresh reads: the Deployment behind a Scale
+	Metrics *Metrics
+	Log     logr.Logger
+}
+
+// Setup registers the admission handlers on the webhook server.
+func Setup(s ctrlwebhook.Server, opts Options) {
+	for path, handler := range Handlers(opts) {
+		s.Register(path, handler)
+	}
+}
+
+// Handlers are the HTTP handlers of the admission webhook, by path.
+func Handlers(opts Options) map[string]http.Handler {
+	j := &judge{engine: opts.Engine, lookup: opts.Lookup, live: opts.Live, metrics: opts.Metrics, log: opts.Log}
+	byPath := map[string]admission.Handler{
+		PathValidateStatefulSet: validating[*appsv1.StatefulSet]{j, "StatefulSet", newStatefulSet, (*engine.Engine).StatefulSet},
+		PathMutateStatefulSet:   defaulting{j},
+		PathValidateDeployment:  validating[*appsv1.Deployment]{j, "Deployment", func() *appsv1.Deployment { return &appsv1.Deployment{} }, (*engine.Engine).Deployment},
+		PathValidateHPA: validating[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler",
+			func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} }, (*engine.Engine).HorizontalPodAutoscaler},
+		PathValidateScale: scales{j},
+	}
+	served := make(map[string]http.Handler, len(byPath))
+	for path, handler := range byPath {
+		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, log: opts.Log}
+	}
+	return served
+}
+
+func newStatefulSet() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }
