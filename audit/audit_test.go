@@ -53,7 +53,7 @@ func ns(name string, labels, annotations map[string]string) *corev1.Namespace {
 // judged summarises a judgement as "source rule action" lines.
 func judged(t *testing.T, objs *Objects, scope Scope) []string {
 	t.Helper()
-	rep, _, err := Judge(context.Background(), engine.New(config.Default()), objs, scope)
+	rep, _, err := Judge(context.Background(), engine.New(config.Default().Settings()), objs, scope)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestEvents(t *testing.T) {
 	// start is Start without its loop: a fresh server.
 	start := func() *Background {
 		b := &Background{
-			Engine: func() *engine.Engine { return engine.New(config.Default()) },
+			Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) },
 			Events: client.CoreV1(), Ledger: ledger(), Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 		}
 		emitted, err := b.Ledger.Load(context.Background())
@@ -153,7 +153,7 @@ func TestEvents(t *testing.T) {
 	if n := pass(b); n != 1 {
 		t.Fatalf("first pass created %d Events, want 1 (the exempt object gets none)", n)
 	}
-	if got := testutil.ToFloat64(b.Metrics.Violations.WithLabelValues(config.RuleHeadlessService, "shop", "exempt")); got != 1 {
+	if got := testutil.ToFloat64(b.Metrics.Violations.WithLabelValues(engine.RuleHeadlessService, "shop", "exempt")); got != 1 {
 		t.Errorf("exempt violations gauge = %v, want 1", got)
 	}
 	if n := pass(b); n != 0 {
@@ -180,7 +180,7 @@ func TestEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return engine.New(cfg)
+		return engine.New(cfg.Settings())
 	}
 	if n := pass(b); n != 0 {
 		t.Errorf("a pass under another enforcement created %d Events, want 0", n)
@@ -227,7 +227,7 @@ func TestPolicyReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(cfg)
+	eng := engine.New(cfg.Settings())
 	objs := &Objects{
 		StatefulSets: []*appsv1.StatefulSet{
 			orphan("shop", "db", nil), orphan("shop", "cache", map[string]string{engine.AnnotationExempt: "all"}),
@@ -340,7 +340,7 @@ func TestMetrics(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Fatalf("before a pass: %d series (%v), want none", n, err)
 	}
-	eng := engine.New(config.Default())
+	eng := engine.New(config.Default().Settings())
 	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "db", nil), orphan("lab", "trial", nil)}}
 	rep, _, err := Judge(context.Background(), eng, objs, Scope{})
 	if err != nil {
@@ -374,7 +374,7 @@ func TestEventFailures(t *testing.T) {
 	})
 	var logged []string
 	b := &Background{
-		Engine: func() *engine.Engine { return engine.New(config.Default()) }, Events: client.CoreV1(),
+		Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) }, Events: client.CoreV1(),
 		Metrics: NewMetrics(prometheus.NewRegistry()), emitted: map[string]bool{},
 		Log: funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{}),
 	}

@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
 )
@@ -117,7 +116,7 @@ func (r *Reports) crdInstalled() (bool, error) {
 // enforced.
 func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
 	action := e.Action
-	if action == config.ActionDryRun {
+	if action == engine.ActionDryRun {
 		action = e.Intended
 	}
 	res := polv1alpha2.PolicyReportResult{
@@ -127,7 +126,7 @@ func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1
 		Timestamp:  now,
 	}
 	switch action {
-	case config.ActionDeny:
+	case engine.ActionDeny:
 		res.Result, res.Severity, res.Scored = polv1alpha2.StatusFail, polv1alpha2.SeverityHigh, true
 	case engine.ActionExempt:
 		res.Result, res.Severity = polv1alpha2.StatusSkip, polv1alpha2.SeverityInfo

@@ -16,7 +16,7 @@ import (
 // 40,000 objects from memory; ns/op of the two shows whether time grows
 // linearly with the input.
 func BenchmarkCheck(b *testing.B) {
-	eng := engine.New(config.Default())
+	eng := engine.New(config.Default().Settings())
 	for _, objects := range []int{10000, 40000} {
 		var input bytes.Buffer
 		if err := manifests.Write(&input, objects); err != nil {

@@ -28,7 +28,7 @@ func FuzzCheckInput(f *testing.F) {
 	}
 	f.Add([]byte("---\n--- {a: 1}\n---\nkind: List\napiVersion: v1\nitems: [{kind: Service}]\n"))
 	f.Add([]byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"replicas":3}}`))
-	eng := engine.New(config.Default())
+	eng := engine.New(config.Default().Settings())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := &reader{}
 		r.add("fuzz", data, nil)

@@ -4,16 +4,19 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"slices"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stateguard/stateguard/engine"
 )
 
 const (
@@ -21,70 +24,26 @@ const (
 	Kind       = "Config"
 )
 
-// Action is what happens to a violation of a rule.
-type Action string
-
-const (
-	ActionDeny   Action = "deny"
-	ActionWarn   Action = "warn"
-	ActionDryRun Action = "dryrun"
-	ActionOff    Action = "off"
-)
-
-// UnmarshalJSON reads YAML 1.1's unquoted off, which arrives as false, as "off".
-func (a *Action) UnmarshalJSON(data []byte) error {
-	if string(data) == "false" {
-		*a = ActionOff
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("must be a string: one of deny, warn, dryrun, off")
-	}
-	*a = Action(s)
-	return nil
-}
-
-// Rule IDs, as used in the config file, annotations, messages, metrics and output.
-const (
-	RuleHeadlessService  = "statefulset-headless-service"
-	RuleEmptyDirData     = "statefulset-emptydir-data"
-	RuleSharedRWOPVC     = "deployment-shared-rwo-pvc"
-	RuleRWORollingUpdate = "deployment-rwo-rolling-update"
-)
-
-// RuleIDs lists every rule, in the order the spec presents them.
-var RuleIDs = []string{RuleHeadlessService, RuleEmptyDirData, RuleSharedRWOPVC, RuleRWORollingUpdate}
-
 // Config is the configuration file. Zero values mean "use the default";
 // Load and Parse return a Config with every default filled in.
 type Config struct {
-	APIVersion            string   `json:"apiVersion"`
-	Kind                  string   `json:"kind"`
-	Enforcement           Action   `json:"enforcement,omitempty"`
-	AllowObjectExemptions *bool    `json:"allowObjectExemptions,omitempty"`
-	Rules                 Rules    `json:"rules,omitempty"`
-	Defaults              Defaults `json:"defaults,omitempty"`
+	APIVersion            string        `json:"apiVersion"`
+	Kind                  string        `json:"kind"`
+	Enforcement           engine.Action `json:"enforcement,omitempty"`
+	AllowObjectExemptions *bool         `json:"allowObjectExemptions,omitempty"`
+	// Rules configure engine.Rules, by rule ID.
+	Rules    map[string]Rule `json:"rules,omitempty"`
+	Defaults Defaults        `json:"defaults,omitempty"`
 }
 
-type Rules struct {
-	HeadlessService  Rule         `json:"statefulset-headless-service,omitempty"`
-	EmptyDirData     EmptyDirRule `json:"statefulset-emptydir-data,omitempty"`
-	SharedRWOPVC     Rule         `json:"deployment-shared-rwo-pvc,omitempty"`
-	RWORollingUpdate Rule         `json:"deployment-rwo-rolling-update,omitempty"`
-}
-
+// Rule configures one rule: its action, and the options the rule takes
+// (engine.Rule.Options). A nil list means the default list; an empty list
+// means none.
 type Rule struct {
-	Action Action `json:"action,omitempty"`
-}
-
-// EmptyDirRule configures statefulset-emptydir-data. A nil list means the
-// default list; an empty list means none.
-type EmptyDirRule struct {
-	Action          Action   `json:"action,omitempty"`
-	ScratchPaths    []string `json:"scratchPaths,omitempty"`
-	DataPaths       []string `json:"dataPaths,omitempty"`
-	DataVolumeNames []string `json:"dataVolumeNames,omitempty"`
+	Action          engine.Action `json:"action,omitempty"`
+	ScratchPaths    []string      `json:"scratchPaths,omitempty"`
+	DataPaths       []string      `json:"dataPaths,omitempty"`
+	DataVolumeNames []string      `json:"dataVolumeNames,omitempty"`
 }
 
 // Defaults are the values the mutating webhook gives StatefulSets; "" leaves the field alone.
@@ -113,37 +72,27 @@ func Default() *Config {
 }
 
 // Action returns the configured action of a rule ID ("" for an unknown ID).
-func (c *Config) Action(rule string) Action {
-	switch rule {
-	case RuleHeadlessService:
-		return c.Rules.HeadlessService.Action
-	case RuleEmptyDirData:
-		return c.Rules.EmptyDirData.Action
-	case RuleSharedRWOPVC:
-		return c.Rules.SharedRWOPVC.Action
-	case RuleRWORollingUpdate:
-		return c.Rules.RWORollingUpdate.Action
-	}
-	return ""
-}
+func (c *Config) Action(rule string) engine.Action { return c.Rules[rule].Action }
 
 func (c *Config) setDefaults() {
 	if c.Enforcement == "" {
-		c.Enforcement = ActionDeny
+		c.Enforcement = engine.ActionDeny
 	}
 	if c.AllowObjectExemptions == nil {
 		yes := true
 		c.AllowObjectExemptions = &yes
 	}
-	for _, r := range []*Action{&c.Rules.HeadlessService.Action, &c.Rules.EmptyDirData.Action, &c.Rules.SharedRWOPVC.Action} {
-		if *r == "" {
-			*r = ActionDeny
+	if c.Rules == nil {
+		c.Rules = map[string]Rule{}
+	}
+	for _, r := range engine.Rules {
+		rc := c.Rules[r.ID]
+		if rc.Action == "" {
+			rc.Action = r.DefaultAction
 		}
+		c.Rules[r.ID] = rc
 	}
-	if c.Rules.RWORollingUpdate.Action == "" {
-		c.Rules.RWORollingUpdate.Action = ActionWarn
-	}
-	e := &c.Rules.EmptyDirData
+	e := c.Rules[engine.RuleEmptyDirData]
 	if e.ScratchPaths == nil {
 		e.ScratchPaths = DefaultScratchPaths
 	}
@@ -153,6 +102,28 @@ func (c *Config) setDefaults() {
 	if e.DataVolumeNames == nil {
 		e.DataVolumeNames = DefaultDataVolumeNames
 	}
+	c.Rules[engine.RuleEmptyDirData] = e
+}
+
+// Settings are what an engine of this (validated and defaulted)
+// configuration applies.
+func (c *Config) Settings() engine.Settings {
+	s := engine.Settings{
+		Enforcement:           c.Enforcement,
+		AllowObjectExemptions: *c.AllowObjectExemptions,
+		Actions:               map[string]engine.Action{},
+		Defaults: map[string]string{
+			engine.FieldPodManagementPolicy: c.Defaults.PodManagementPolicy,
+			engine.FieldWhenDeleted:         c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted,
+			engine.FieldWhenScaled:          c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenScaled,
+		},
+	}
+	for id, r := range c.Rules {
+		s.Actions[id] = r.Action
+	}
+	e := c.Rules[engine.RuleEmptyDirData]
+	s.ScratchPaths, s.DataPaths, s.DataVolumeNames = e.ScratchPaths, e.DataPaths, e.DataVolumeNames
+	return s
 }
 
 // Load reads, strictly decodes, validates and defaults the file at path.
@@ -184,6 +155,9 @@ func Parse(data []byte) (*Config, error) {
 	if len(strictErrs) > 0 {
 		return nil, errors.Join(strictErrs...)
 	}
+	if unknown := c.unknownRuleFields(); len(unknown) > 0 {
+		return nil, errors.Join(unknown...)
+	}
 	if errs := c.validate(); len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
@@ -199,32 +173,79 @@ func (c *Config) validate() field.ErrorList {
 	if c.Kind != Kind {
 		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{Kind}))
 	}
-	errs = append(errs, validateAction(field.NewPath("enforcement"), c.Enforcement, ActionDeny, ActionWarn, ActionDryRun)...)
-
-	rules := field.NewPath("rules")
-	ruleActions := []Action{ActionDeny, ActionWarn, ActionDryRun, ActionOff}
-	errs = append(errs, validateAction(rules.Child(RuleHeadlessService, "action"), c.Rules.HeadlessService.Action, ruleActions...)...)
-	errs = append(errs, validateAction(rules.Child(RuleSharedRWOPVC, "action"), c.Rules.SharedRWOPVC.Action, ruleActions...)...)
-	errs = append(errs, validateAction(rules.Child(RuleRWORollingUpdate, "action"), c.Rules.RWORollingUpdate.Action, ruleActions...)...)
-	e := rules.Child(RuleEmptyDirData)
-	errs = append(errs, validateAction(e.Child("action"), c.Rules.EmptyDirData.Action, ruleActions...)...)
-	errs = append(errs, validatePaths(e.Child("scratchPaths"), c.Rules.EmptyDirData.ScratchPaths)...)
-	errs = append(errs, validatePaths(e.Child("dataPaths"), c.Rules.EmptyDirData.DataPaths)...)
-	for i, name := range c.Rules.EmptyDirData.DataVolumeNames {
-		if name == "" || strings.Trim(name, "*") == "" {
-			errs = append(errs, field.Invalid(e.Child("dataVolumeNames").Index(i), name, "must contain a character other than '*'"))
-		}
-	}
+	errs = append(errs, validateAction(field.NewPath("enforcement"), c.Enforcement, engine.ActionDeny, engine.ActionWarn, engine.ActionDryRun)...)
+	errs = append(errs, c.validateRules(field.NewPath("rules"))...)
 
 	d := field.NewPath("defaults")
-	errs = append(errs, ValidatePodManagementPolicy(d.Child("podManagementPolicy"), c.Defaults.PodManagementPolicy)...)
 	r := d.Child("persistentVolumeClaimRetentionPolicy")
-	errs = append(errs, ValidateRetention(r.Child("whenDeleted"), c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted)...)
-	errs = append(errs, ValidateRetention(r.Child("whenScaled"), c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenScaled)...)
+	errs = append(errs, engine.ValidateDefault(engine.FieldPodManagementPolicy, d.Child("podManagementPolicy"), c.Defaults.PodManagementPolicy)...)
+	errs = append(errs, engine.ValidateDefault(engine.FieldWhenDeleted, r.Child("whenDeleted"), c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted)...)
+	errs = append(errs, engine.ValidateDefault(engine.FieldWhenScaled, r.Child("whenScaled"), c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenScaled)...)
 	return errs
 }
 
-func validateAction(p *field.Path, a Action, allowed ...Action) field.ErrorList {
+// ruleOptions are the options a rule may take, with their checks.
+func (r *Rule) options() []ruleOption {
+	return []ruleOption{
+		{"scratchPaths", r.ScratchPaths, validatePaths},
+		{"dataPaths", r.DataPaths, validatePaths},
+		{"dataVolumeNames", r.DataVolumeNames, validateNamePatterns},
+	}
+}
+
+type ruleOption struct {
+	name  string
+	value []string // nil when not set
+	check func(*field.Path, []string) field.ErrorList
+}
+
+// sortedRuleIDs are the configured rule IDs, for errors in a stable order.
+func (c *Config) sortedRuleIDs() []string {
+	ids := make([]string, 0, len(c.Rules))
+	for id := range c.Rules {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// unknownRuleFields refuses rules that engine.Rules does not declare and
+// options a rule does not take, in the words of a strict decoding error.
+func (c *Config) unknownRuleFields() []error {
+	var errs []error
+	rules := field.NewPath("rules")
+	for _, id := range c.sortedRuleIDs() {
+		rule, ok := engine.LookupRule(id)
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown field %q", rules.Child(id).String()))
+			continue
+		}
+		rc := c.Rules[id]
+		for _, o := range rc.options() {
+			if o.value != nil && !slices.Contains(rule.Options, o.name) {
+				errs = append(errs, fmt.Errorf("unknown field %q", rules.Child(id, o.name).String()))
+			}
+		}
+	}
+	return errs
+}
+
+// validateRules checks the actions and options of the rules.
+func (c *Config) validateRules(rules *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, id := range c.sortedRuleIDs() {
+		rc, p := c.Rules[id], rules.Child(id)
+		errs = append(errs, validateAction(p.Child("action"), rc.Action, engine.ActionDeny, engine.ActionWarn, engine.ActionDryRun, engine.ActionOff)...)
+		for _, o := range rc.options() {
+			if o.value != nil {
+				errs = append(errs, o.check(p.Child(o.name), o.value)...)
+			}
+		}
+	}
+	return errs
+}
+
+func validateAction(p *field.Path, a engine.Action, allowed ...engine.Action) field.ErrorList {
 	if a == "" {
 		return nil
 	}
@@ -250,25 +271,12 @@ func validatePaths(p *field.Path, paths []string) field.ErrorList {
 	return errs
 }
 
-// ValidatePodManagementPolicy accepts "", OrderedReady and Parallel.
-// Namespace annotations are checked with it too.
-func ValidatePodManagementPolicy(p *field.Path, v string) field.ErrorList {
-	return validateEnum(p, v, "OrderedReady", "Parallel")
-}
-
-// ValidateRetention accepts "", Retain and Delete.
-func ValidateRetention(p *field.Path, v string) field.ErrorList {
-	return validateEnum(p, v, "Retain", "Delete")
-}
-
-func validateEnum(p *field.Path, v string, allowed ...string) field.ErrorList {
-	if v == "" {
-		return nil
-	}
-	for _, a := range allowed {
-		if v == a {
-			return nil
+func validateNamePatterns(p *field.Path, names []string) field.ErrorList {
+	var errs field.ErrorList
+	for i, name := range names {
+		if name == "" || strings.Trim(name, "*") == "" {
+			errs = append(errs, field.Invalid(p.Index(i), name, "must contain a character other than '*'"))
 		}
 	}
-	return field.ErrorList{field.NotSupported(p, v, allowed)}
+	return errs
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/stateguard/stateguard/engine"
 )
 
 // specExample is the configuration file of the spec, verbatim.
@@ -27,6 +29,13 @@ defaults:
   podManagementPolicy: ""     # "", OrderedReady, Parallel
   persistentVolumeClaimRetentionPolicy: {whenDeleted: "", whenScaled: ""}
 `
+
+// withRule edits the configuration of one rule.
+func withRule(c *Config, id string, edit func(*Rule)) {
+	r := c.Rules[id]
+	edit(&r)
+	c.Rules[id] = r
+}
 
 func TestSpecExampleIsTheDefault(t *testing.T) {
 	got, err := Parse([]byte(specExample))
@@ -61,20 +70,22 @@ func TestParse(t *testing.T) {
 			name: "partial rules keep the other defaults",
 			in:   head + "rules:\n  deployment-rwo-rolling-update: {action: deny}\n  statefulset-emptydir-data: {dataPaths: [/srv/db]}\n",
 			want: withDefaults(func(c *Config) {
-				c.Rules.RWORollingUpdate.Action = ActionDeny
-				c.Rules.EmptyDirData.DataPaths = []string{"/srv/db"}
+				withRule(c, engine.RuleRWORollingUpdate, func(r *Rule) { r.Action = engine.ActionDeny })
+				withRule(c, engine.RuleEmptyDirData, func(r *Rule) { r.DataPaths = []string{"/srv/db"} })
 			}),
 		},
 		{
 			name: "an empty list means none, not the default",
 			in:   head + "rules:\n  statefulset-emptydir-data: {dataVolumeNames: []}\n",
-			want: withDefaults(func(c *Config) { c.Rules.EmptyDirData.DataVolumeNames = []string{} }),
+			want: withDefaults(func(c *Config) {
+				withRule(c, engine.RuleEmptyDirData, func(r *Rule) { r.DataVolumeNames = []string{} })
+			}),
 		},
 		{
 			name: "enforcement, exemptions and defaults",
 			in:   head + "enforcement: dryrun\nallowObjectExemptions: false\ndefaults:\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Retain}\n",
 			want: withDefaults(func(c *Config) {
-				c.Enforcement = ActionDryRun
+				c.Enforcement = engine.ActionDryRun
 				c.AllowObjectExemptions = &no
 				c.Defaults = Defaults{PodManagementPolicy: "Parallel", PersistentVolumeClaimRetentionPolicy: RetentionPolicy{WhenDeleted: "Delete", WhenScaled: "Retain"}}
 			}),
@@ -82,7 +93,9 @@ func TestParse(t *testing.T) {
 		{
 			name: "YAML's unquoted off turns a rule off",
 			in:   head + "rules:\n  deployment-rwo-rolling-update: {action: off}\n",
-			want: withDefaults(func(c *Config) { c.Rules.RWORollingUpdate.Action = ActionOff }),
+			want: withDefaults(func(c *Config) {
+				withRule(c, engine.RuleRWORollingUpdate, func(r *Rule) { r.Action = engine.ActionOff })
+			}),
 		},
 		{
 			name:    "a number is no action",

@@ -75,7 +75,7 @@ func postgres() (*appsv1.StatefulSet, *lookup.Index) {
 // StatefulSet judged with its lookups. Target: <= 2 µs and <= 10 allocs.
 func BenchmarkStatefulSetCompliant(b *testing.B) {
 	sts, idx := postgres()
-	eng := engine.New(config.Default())
+	eng := engine.New(config.Default().Settings())
 	ctx := context.Background()
 	if v, err := eng.StatefulSet(ctx, sts, nil, idx); err != nil || len(v.Results) > 0 {
 		b.Fatalf("not compliant: %v %+v", err, v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -11,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/internal/commalist"
 )
 
@@ -26,24 +26,27 @@ const (
 type defaultable struct {
 	name       string
 	k8sDefault string
-	annotation string // the namespace annotation that overrides the configured value
-	validate   func(*field.Path, string) field.ErrorList
+	allowed    []string // the values a default may set
+	annotation string   // the namespace annotation that overrides the configured value
 	get        func(*appsv1.StatefulSet) string
 	set        func(*appsv1.StatefulSet, string)
 }
 
+var retentionValues = []string{string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType), string(appsv1.DeletePersistentVolumeClaimRetentionPolicyType)}
+
 var defaultables = []defaultable{
 	{
 		name: FieldPodManagementPolicy, k8sDefault: string(appsv1.OrderedReadyPodManagement),
-		annotation: AnnotationPodManagementPolicy, validate: config.ValidatePodManagementPolicy,
-		get: func(s *appsv1.StatefulSet) string { return string(s.Spec.PodManagementPolicy) },
+		allowed:    []string{string(appsv1.OrderedReadyPodManagement), string(appsv1.ParallelPodManagement)},
+		annotation: AnnotationPodManagementPolicy,
+		get:        func(s *appsv1.StatefulSet) string { return string(s.Spec.PodManagementPolicy) },
 		set: func(s *appsv1.StatefulSet, v string) {
 			s.Spec.PodManagementPolicy = appsv1.PodManagementPolicyType(v)
 		},
 	},
 	{
 		name: FieldWhenDeleted, k8sDefault: string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType),
-		annotation: AnnotationRetentionWhenDeleted, validate: config.ValidateRetention,
+		allowed: retentionValues, annotation: AnnotationRetentionWhenDeleted,
 		get: func(s *appsv1.StatefulSet) string { return string(retention(s).WhenDeleted) },
 		set: func(s *appsv1.StatefulSet, v string) {
 			retention(s).WhenDeleted = appsv1.PersistentVolumeClaimRetentionPolicyType(v)
@@ -51,7 +54,7 @@ var defaultables = []defaultable{
 	},
 	{
 		name: FieldWhenScaled, k8sDefault: string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType),
-		annotation: AnnotationRetentionWhenScaled, validate: config.ValidateRetention,
+		allowed: retentionValues, annotation: AnnotationRetentionWhenScaled,
 		get: func(s *appsv1.StatefulSet) string { return string(retention(s).WhenScaled) },
 		set: func(s *appsv1.StatefulSet, v string) {
 			retention(s).WhenScaled = appsv1.PersistentVolumeClaimRetentionPolicyType(v)
@@ -71,14 +74,22 @@ func retention(s *appsv1.StatefulSet) *appsv1.StatefulSetPersistentVolumeClaimRe
 	return s.Spec.PersistentVolumeClaimRetentionPolicy
 }
 
-func (d defaultable) configured(c *config.Config) string {
-	switch d.name {
-	case FieldPodManagementPolicy:
-		return c.Defaults.PodManagementPolicy
-	case FieldWhenDeleted:
-		return c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted
+// validate accepts "" (no default) and the allowed values.
+func (d defaultable) validate(p *field.Path, v string) field.ErrorList {
+	if v == "" || slices.Contains(d.allowed, v) {
+		return nil
 	}
-	return c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenScaled
+	return field.ErrorList{field.NotSupported(p, v, d.allowed)}
+}
+
+// ValidateDefault checks a value for the defaulted field name (FieldPodManagementPolicy, ...).
+func ValidateDefault(name string, p *field.Path, v string) field.ErrorList {
+	for _, d := range defaultables {
+		if d.name == name {
+			return d.validate(p, v)
+		}
+	}
+	return field.ErrorList{field.InternalError(p, fmt.Errorf("%q is not a defaulted field", name))}
 }
 
 // current reads the field, reading an unset one as the Kubernetes default.
@@ -130,7 +141,7 @@ func (e *Engine) DefaultStatefulSet(ctx context.Context, sts, old *appsv1.Statef
 func (e *Engine) wantedDefaults(ctx context.Context, namespace string, lk Lookup) (map[string]string, []string, error) {
 	wanted := map[string]string{}
 	for _, d := range defaultables {
-		wanted[d.name] = d.configured(e.cfg)
+		wanted[d.name] = e.settings.Defaults[d.name]
 	}
 	ns, err := lk.Namespace(ctx, namespace)
 	if err != nil || ns == nil {

@@ -14,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/stateguard/stateguard/config"
 )
 
 // Deployment judges a Deployment: created when old is nil, else updated from old.
@@ -47,7 +45,7 @@ func (e *Engine) Scale(ctx context.Context, scale *autoscalingv1.Scale, dep *app
 		if b.source == sourceReplicas {
 			b.source = sourceScale
 		}
-		return e.sharedClaims(ctx, dep, b, specPath.Child("replicas"), lk)
+		return e.rescaleViolations(ctx, dep, b, specPath.Child("replicas"), lk)
 	}, scale.Spec.Replicas, replicasOf(dep), true)
 	if err != nil {
 		return Verdict{}, err
@@ -75,7 +73,7 @@ func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, hpa, old *autoscal
 		if err != nil {
 			return nil, err
 		}
-		return e.sharedClaims(ctx, dep, b, specPath.Child("maxReplicas"), lk)
+		return e.rescaleViolations(ctx, dep, b, specPath.Child("maxReplicas"), lk)
 	}, hpa, old, sameTarget)
 	if err != nil {
 		return Verdict{}, err
@@ -169,10 +167,39 @@ func deploymentBound(ctx context.Context, dep *appsv1.Deployment, replicas int32
 }
 
 func (e *Engine) deploymentViolations(ctx context.Context, dep *appsv1.Deployment, b bound, lk Lookup) ([]violation, error) {
-	if b.n == 1 && e.enabled(config.RuleRWORollingUpdate) {
-		return rollingUpdate(ctx, dep, lk)
+	var vs []violation
+	for _, r := range Rules {
+		if r.deployment == nil || !e.enabled(r.ID) {
+			continue
+		}
+		found, err := r.deployment(e, ctx, dep, b, lk)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, found...)
 	}
-	return e.sharedClaims(ctx, dep, b, nil, lk)
+	return vs, nil
+}
+
+// rescaleViolations judges a Deployment whose replica bound an HPA or a
+// scale request changes, with the rules that depend on the bound alone.
+// They are reported at field, the HPA's or the Scale's.
+func (e *Engine) rescaleViolations(ctx context.Context, dep *appsv1.Deployment, b bound, field *field.Path, lk Lookup) ([]violation, error) {
+	var vs []violation
+	for _, r := range Rules {
+		if !r.onRescale || !e.enabled(r.ID) {
+			continue
+		}
+		found, err := r.deployment(e, ctx, dep, b, lk)
+		if err != nil {
+			return nil, err
+		}
+		for i := range found {
+			found[i].field = field
+		}
+		vs = append(vs, found...)
+	}
+	return vs, nil
 }
 
 // claimVolume is a claim volume of a Deployment's Pod template and what
@@ -209,11 +236,10 @@ func claimVolumes(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]cla
 }
 
 // sharedClaims finds the single-writer claims that more than one replica
-// would mount. field, when set, is the reported field (the HPA's
-// maxReplicas, the Scale's replicas); nil reports each claim's volume.
-func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bound, field *field.Path, lk Lookup) ([]violation, error) {
-	const rule = config.RuleSharedRWOPVC
-	if b.n <= 1 || !e.enabled(rule) {
+// would mount.
+func sharedClaims(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b bound, lk Lookup) ([]violation, error) {
+	const rule = RuleSharedRWOPVC
+	if b.n <= 1 {
 		return nil, nil
 	}
 	claims, err := claimVolumes(ctx, dep, lk)
@@ -222,10 +248,7 @@ func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bou
 	}
 	var vs []violation
 	for _, c := range claims {
-		f := field
-		if f == nil {
-			f = podSpecPath.Child("volumes").Index(c.index).Child("persistentVolumeClaim", "claimName")
-		}
+		f := podSpecPath.Child("volumes").Index(c.index).Child("persistentVolumeClaim", "claimName")
 		switch {
 		case !c.found:
 			vs = append(vs, violation{
@@ -251,10 +274,10 @@ func (e *Engine) sharedClaims(ctx context.Context, dep *appsv1.Deployment, b bou
 
 // rollingUpdate finds a surge rollout of a one-replica Deployment over a
 // single-writer claim, which stalls: the new Pod waits for the volume the old one holds.
-func rollingUpdate(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]violation, error) {
-	const rule = config.RuleRWORollingUpdate
+func rollingUpdate(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b bound, lk Lookup) ([]violation, error) {
+	const rule = RuleRWORollingUpdate
 	s := dep.Spec.Strategy
-	if s.Type != "" && s.Type != appsv1.RollingUpdateDeploymentStrategyType {
+	if b.n != 1 || (s.Type != "" && s.Type != appsv1.RollingUpdateDeploymentStrategyType) {
 		return nil, nil
 	}
 	surge := "25%" // the Kubernetes default

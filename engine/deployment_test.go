@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 )
 
@@ -31,26 +30,26 @@ const (
 	runOneReplica = "run 1 replica"
 )
 
-func shared(kind, name, field, claim, mode, bound, effect, fix string, action config.Action) engine.Result {
-	return engine.Result{Rule: config.RuleSharedRWOPVC, Action: action, Kind: kind, Namespace: "shop", Name: name,
+func shared(kind, name, field, claim, mode, bound, effect, fix string, action engine.Action) engine.Result {
+	return engine.Result{Rule: engine.RuleSharedRWOPVC, Action: action, Kind: kind, Namespace: "shop", Name: name,
 		Field: fieldPath(field),
 		Message: fmt.Sprintf(`PersistentVolumeClaim %q is %s, but %s and every replica of Deployment "web" mounts it: `+
 			`%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`, claim, mode, bound, effect, fix)}
 }
 
 func sharedOnDeployment(claim, mode, bound, effect, fix string) engine.Result {
-	return shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName", claim, mode, bound, effect, fix, config.ActionDeny)
+	return shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName", claim, mode, bound, effect, fix, engine.ActionDeny)
 }
 
 func missingClaim(replicas int) engine.Result {
-	return engine.Result{Rule: config.RuleSharedRWOPVC, Action: config.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
+	return engine.Result{Rule: engine.RuleSharedRWOPVC, Action: engine.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
 		Field: fieldPath("spec.template.spec.volumes[0].persistentVolumeClaim.claimName"),
 		Message: fmt.Sprintf(`PersistentVolumeClaim "uploads" not found in namespace "shop", so whether Deployment "web" can share it across %d replicas cannot be checked: `+
 			`create the claim first, or check again once it exists`, replicas)}
 }
 
 func rolling(surge, mode, claims string) engine.Result {
-	return engine.Result{Rule: config.RuleRWORollingUpdate, Action: config.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
+	return engine.Result{Rule: engine.RuleRWORollingUpdate, Action: engine.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
 		Field: fieldPath("spec.strategy"),
 		Message: fmt.Sprintf(`a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: `+
 			`set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`, surge, mode, claims)}
@@ -169,7 +168,7 @@ func TestDeployment(t *testing.T) {
 			old:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			objects: []any{pvc("uploads", rwo)},
 			want: []engine.Result{shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName",
-				"uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica, config.ActionWarn)},
+				"uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica, engine.ActionWarn)},
 		},
 		{
 			name:    "UPDATE: scaling up is a new violation",
@@ -262,7 +261,7 @@ func TestRollingUpdate(t *testing.T) {
 }
 
 func TestHorizontalPodAutoscaler(t *testing.T) {
-	onHPA := func(name, bound, fix string, action config.Action) engine.Result {
+	onHPA := func(name, bound, fix string, action engine.Action) engine.Result {
 		return shared("HorizontalPodAutoscaler", name, "spec.maxReplicas", "uploads", "ReadWriteOnce", bound, multiAttach, fix, action)
 	}
 	web := deploy("web", ptr[int32](1), recreate, claimVolume("uploads"))
@@ -277,14 +276,14 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			name:    "maxReplicas 5 over ReadWriteOnce",
 			obj:     hpa("web", "web", 5),
 			objects: []any{web, pvc("uploads", rwo)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, config.ActionDeny)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionDeny)},
 		},
 		{
 			name: "the Deployment's exemption covers its HPA",
 			obj:  hpa("web", "web", 5),
 			objects: []any{
 				deploy("web", ptr[int32](1), recreate, claimVolume("uploads"), func(d *appsv1.Deployment) {
-					d.Annotations = map[string]string{engine.AnnotationExempt: config.RuleSharedRWOPVC}
+					d.Annotations = map[string]string{engine.AnnotationExempt: engine.RuleSharedRWOPVC}
 				}),
 				pvc("uploads", rwo),
 			},
@@ -303,7 +302,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			name:    "another HPA already raises the bound",
 			obj:     hpa("web", "web", 1),
 			objects: []any{web, pvc("uploads", rwo), hpa("other", "web", 4)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "other" may scale to 4 replicas`, `set maxReplicas of HorizontalPodAutoscaler "other" to 1`, config.ActionDeny)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "other" may scale to 4 replicas`, `set maxReplicas of HorizontalPodAutoscaler "other" to 1`, engine.ActionDeny)},
 		},
 		{
 			name: "an HPA of a StatefulSet is not judged",
@@ -333,7 +332,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			obj:     hpa("web", "web", 6),
 			old:     hpa("web", "web", 5),
 			objects: []any{web, pvc("uploads", rwo)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, config.ActionWarn)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionWarn)},
 		},
 	}
 	for _, tt := range tests {
@@ -353,7 +352,7 @@ func TestScale(t *testing.T) {
 	scale := func(replicas int32) *autoscalingv1.Scale {
 		return &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: autoscalingv1.ScaleSpec{Replicas: replicas}}
 	}
-	onScale := func(bound string, action config.Action) engine.Result {
+	onScale := func(bound string, action engine.Action) engine.Result {
 		return shared("Deployment", "web", "spec.replicas", "uploads", "ReadWriteOnce", bound, multiAttach, runOneReplica, action)
 	}
 	tests := []struct {
@@ -366,7 +365,7 @@ func TestScale(t *testing.T) {
 			name:  "kubectl scale --replicas=3 over ReadWriteOnce",
 			scale: scale(3),
 			dep:   deploy("web", ptr[int32](1), recreate, claimVolume("uploads")),
-			want:  []engine.Result{onScale("the scale request sets 3 replicas", config.ActionDeny)},
+			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionDeny)},
 		},
 		{
 			name:  "back to 1",
@@ -377,13 +376,13 @@ func TestScale(t *testing.T) {
 			name:  "3 to 3 on a Deployment that already violates",
 			scale: scale(3),
 			dep:   deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
-			want:  []engine.Result{onScale("the scale request sets 3 replicas", config.ActionWarn)},
+			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionWarn)},
 		},
 		{
 			name:  "2 to 3 on a Deployment that already violates",
 			scale: scale(3),
 			dep:   deploy("web", ptr[int32](2), recreate, claimVolume("uploads")),
-			want:  []engine.Result{onScale("the scale request sets 3 replicas", config.ActionWarn)},
+			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionWarn)},
 		},
 	}
 	for _, tt := range tests {

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/internal/commalist"
 )
 
@@ -31,10 +30,6 @@ const (
 	AnnotationDefaulted                = "stateguard.io/defaulted"
 	AnnotationLastAppliedConfiguration = "kubectl.kubernetes.io/last-applied-configuration"
 )
-
-// ActionExempt is the effective action of a violation on an object that is
-// exempt from the rule.
-const ActionExempt config.Action = "exempt"
 
 // Lookup finds the objects the rules depend on. A missing object is
 // (nil, nil); an error means the lookup itself failed.
@@ -52,7 +47,7 @@ type Lookup interface {
 // each turn it into theirs.
 type Result struct {
 	Rule      string
-	Action    config.Action
+	Action    Action
 	Kind      string
 	Namespace string
 	Name      string
@@ -60,7 +55,7 @@ type Result struct {
 	Message   string
 	// Intended is the action before the global and namespace enforcement
 	// caps: what a dryrun result would have been once enforced.
-	Intended config.Action
+	Intended Action
 }
 
 // Verdict is the engine's answer for one object.
@@ -77,7 +72,7 @@ type Verdict struct {
 // Denied reports whether any result is at deny.
 func (v Verdict) Denied() bool {
 	for _, r := range v.Results {
-		if r.Action == config.ActionDeny {
+		if r.Action == ActionDeny {
 			return true
 		}
 	}
@@ -86,28 +81,27 @@ func (v Verdict) Denied() bool {
 
 // Engine applies one configuration. It is safe for concurrent use.
 type Engine struct {
-	cfg          *config.Config
+	settings     Settings
 	scratchPaths []string
 	dataPaths    []string
 	dataNames    []namePattern
 }
 
-// New compiles a validated configuration (from config.Load, config.Parse or config.Default).
-func New(cfg *config.Config) *Engine {
-	e := &Engine{cfg: cfg}
-	r := cfg.Rules.EmptyDirData
-	e.scratchPaths = cleanPaths(r.ScratchPaths)
-	e.dataPaths = cleanPaths(r.DataPaths)
-	for _, n := range r.DataVolumeNames {
+// New compiles validated settings (from a config.Config).
+func New(s Settings) *Engine {
+	e := &Engine{settings: s}
+	e.scratchPaths = cleanPaths(s.ScratchPaths)
+	e.dataPaths = cleanPaths(s.DataPaths)
+	for _, n := range s.DataVolumeNames {
 		e.dataNames = append(e.dataNames, compileNamePattern(n))
 	}
 	return e
 }
 
 // Enforcement is the global cap of the configuration.
-func (e *Engine) Enforcement() config.Action { return e.cfg.Enforcement }
+func (e *Engine) Enforcement() Action { return e.settings.Enforcement }
 
-func (e *Engine) enabled(rule string) bool { return e.cfg.Action(rule) != config.ActionOff }
+func (e *Engine) enabled(rule string) bool { return e.settings.Actions[rule] != ActionOff }
 
 // violation is a rule's finding before actions are resolved.
 type violation struct {
@@ -131,9 +125,9 @@ func hasKey(vs []violation, key string) bool {
 	return false
 }
 
-var actionRank = map[config.Action]int{config.ActionDryRun: 1, config.ActionWarn: 2, config.ActionDeny: 3}
+var actionRank = map[Action]int{ActionDryRun: 1, ActionWarn: 2, ActionDeny: 3}
 
-func capAction(a, limit config.Action) config.Action {
+func capAction(a, limit Action) Action {
 	if actionRank[limit] < actionRank[a] {
 		return limit
 	}
@@ -149,30 +143,30 @@ func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs
 	if len(vs) == 0 && len(v.Warnings) == 0 {
 		return v, nil
 	}
-	limit := e.cfg.Enforcement
+	limit := e.settings.Enforcement
 	ns, err := lk.Namespace(ctx, obj.GetNamespace())
 	if err != nil {
 		return v, fmt.Errorf("looking up namespace %q: %w", obj.GetNamespace(), err)
 	}
 	if ns != nil {
 		if a, ok := ns.Annotations[AnnotationEnforcement]; ok {
-			switch config.Action(a) {
-			case config.ActionDeny, config.ActionWarn, config.ActionDryRun:
-				limit = capAction(limit, config.Action(a))
+			switch Action(a) {
+			case ActionDeny, ActionWarn, ActionDryRun:
+				limit = capAction(limit, Action(a))
 			default:
 				v.Warnings = append(v.Warnings, fmt.Sprintf("namespace %q: annotation %s: unsupported value %q: must be one of deny, warn, dryrun; ignored", ns.Name, AnnotationEnforcement, a))
 			}
 		}
 	}
-	v.Silent = limit == config.ActionDryRun
+	v.Silent = limit == ActionDryRun
 	exempt := e.exemptions(obj)
 	for _, x := range vs {
-		intended := e.cfg.Action(x.rule)
-		if intended == config.ActionOff {
+		intended := e.settings.Actions[x.rule]
+		if intended == ActionOff {
 			continue
 		}
 		if x.advisory || hasKey(old, x.key) {
-			intended = capAction(intended, config.ActionWarn)
+			intended = capAction(intended, ActionWarn)
 		}
 		a := capAction(intended, limit)
 		if exempt.has(x.rule) {
@@ -207,7 +201,7 @@ func (s ruleSet) has(rule string) bool {
 // exemptions parses stateguard.io/exempt while the configuration honours it.
 func (e *Engine) exemptions(obj metav1.Object) ruleSet {
 	value, ok := obj.GetAnnotations()[AnnotationExempt]
-	if !ok || !*e.cfg.AllowObjectExemptions {
+	if !ok || !e.settings.AllowObjectExemptions {
 		return ruleSet{}
 	}
 	var s ruleSet
@@ -226,20 +220,11 @@ func exemptionWarnings(obj metav1.Object) []string {
 	}
 	var warnings []string
 	for _, r := range commalist.Split(value) {
-		if r != "all" && !isRule(r) {
-			warnings = append(warnings, fmt.Sprintf("annotation %s: unknown rule %q: must be \"all\" or one of %s", AnnotationExempt, r, strings.Join(config.RuleIDs, ", ")))
+		if _, known := LookupRule(r); r != "all" && !known {
+			warnings = append(warnings, fmt.Sprintf("annotation %s: unknown rule %q: must be \"all\" or one of %s", AnnotationExempt, r, strings.Join(RuleIDs(), ", ")))
 		}
 	}
 	return warnings
-}
-
-func isRule(id string) bool {
-	for _, r := range config.RuleIDs {
-		if r == id {
-			return true
-		}
-	}
-	return false
 }
 
 // listContains reports whether the comma-separated list holds name, without allocating.

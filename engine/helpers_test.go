@@ -29,7 +29,7 @@ func newEngine(t *testing.T, yaml string) *engine.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.New(cfg)
+	return engine.New(cfg.Settings())
 }
 
 // fieldPath is a path that renders as s: results are compared by their

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 )
 
@@ -21,18 +20,18 @@ const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write at /data (u
 	`move it to spec.volumeClaimTemplates (a claim template named "data" replaces the volume), ` +
 	`or, if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`
 
-func headlessResult(action config.Action) engine.Result {
-	return engine.Result{Rule: config.RuleHeadlessService, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+func headlessResult(action engine.Action) engine.Result {
+	return engine.Result{Rule: engine.RuleHeadlessService, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
 		Field: fieldPath("spec.serviceName"), Message: missingDBService, Intended: action}
 }
 
-func emptyDirResult(action config.Action) engine.Result {
-	return engine.Result{Rule: config.RuleEmptyDirData, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+func emptyDirResult(action engine.Action) engine.Result {
+	return engine.Result{Rule: engine.RuleEmptyDirData, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
 		Field: fieldPath("spec.template.spec.containers[0].volumeMounts[0]"), Message: dataOnEmptyDir, Intended: action}
 }
 
 // capped is a result whose action an enforcement cap lowered from intended.
-func capped(r engine.Result, intended config.Action) engine.Result {
+func capped(r engine.Result, intended engine.Action) engine.Result {
 	r.Intended = intended
 	return r
 }
@@ -76,19 +75,19 @@ func TestResolve(t *testing.T) {
 		{
 			name: "the rule's default action",
 			obj:  sts("db"),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDeny)}},
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDeny)}},
 		},
 		{
 			name:   "a rule set to warn",
 			config: "rules: {statefulset-headless-service: {action: warn}}\n",
 			obj:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn)}},
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionWarn)}},
 		},
 		{
 			name:   "a rule set to dryrun",
 			config: "rules: {statefulset-headless-service: {action: dryrun}}\n",
 			obj:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDryRun)}},
 		},
 		{
 			name:   "a rule that is off reports nothing",
@@ -100,21 +99,21 @@ func TestResolve(t *testing.T) {
 			name:   "global enforcement warn caps deny",
 			config: "enforcement: warn\n",
 			obj:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{capped(headlessResult(config.ActionWarn), config.ActionDeny)}},
+			want:   engine.Verdict{Results: []engine.Result{capped(headlessResult(engine.ActionWarn), engine.ActionDeny)}},
 		},
 		{
 			name:   "global enforcement dryrun caps every rule",
 			config: "enforcement: dryrun\n",
 			obj:    sts("db", dataOnEmptyDirVolume),
 			want: engine.Verdict{Silent: true, Results: []engine.Result{
-				capped(headlessResult(config.ActionDryRun), config.ActionDeny), capped(emptyDirResult(config.ActionDryRun), config.ActionDeny),
+				capped(headlessResult(engine.ActionDryRun), engine.ActionDeny), capped(emptyDirResult(engine.ActionDryRun), engine.ActionDeny),
 			}},
 		},
 		{
 			name: "the namespace annotation caps deny to warn",
 			ns:   map[string]string{engine.AnnotationEnforcement: "warn"},
 			obj:  sts("db"),
-			want: engine.Verdict{Results: []engine.Result{capped(headlessResult(config.ActionWarn), config.ActionDeny)}},
+			want: engine.Verdict{Results: []engine.Result{capped(headlessResult(engine.ActionWarn), engine.ActionDeny)}},
 		},
 		{
 			name: "the namespace annotation dryrun silences the object's warnings too",
@@ -122,7 +121,7 @@ func TestResolve(t *testing.T) {
 			obj:  sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
 			want: engine.Verdict{
 				Silent:   true,
-				Results:  []engine.Result{capped(headlessResult(config.ActionDryRun), config.ActionDeny)},
+				Results:  []engine.Result{capped(headlessResult(engine.ActionDryRun), engine.ActionDeny)},
 				Warnings: []string{unknownExemptRule},
 			},
 		},
@@ -138,21 +137,21 @@ func TestResolve(t *testing.T) {
 			config: "enforcement: dryrun\n",
 			ns:     map[string]string{engine.AnnotationEnforcement: "deny"},
 			obj:    sts("db"),
-			want:   engine.Verdict{Silent: true, Results: []engine.Result{capped(headlessResult(config.ActionDryRun), config.ActionDeny)}},
+			want:   engine.Verdict{Silent: true, Results: []engine.Result{capped(headlessResult(engine.ActionDryRun), engine.ActionDeny)}},
 		},
 		{
 			name: "an unsupported namespace annotation is ignored with a warning",
 			ns:   map[string]string{engine.AnnotationEnforcement: "audit"},
 			obj:  sts("db"),
 			want: engine.Verdict{
-				Results:  []engine.Result{headlessResult(config.ActionDeny)},
+				Results:  []engine.Result{headlessResult(engine.ActionDeny)},
 				Warnings: []string{`namespace "shop": annotation stateguard.io/enforcement: unsupported value "audit": must be one of deny, warn, dryrun; ignored`},
 			},
 		},
 		{
 			name: "an exemption of one rule",
 			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service")),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(config.ActionDeny)}},
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionDeny)}},
 		},
 		{
 			name: "an exemption of two rules, with spaces",
@@ -168,7 +167,7 @@ func TestResolve(t *testing.T) {
 			name: "an unknown rule in the exemption is named in a warning",
 			obj:  sts("db", annotated(engine.AnnotationExempt, "statefulset-headless")),
 			want: engine.Verdict{
-				Results:  []engine.Result{headlessResult(config.ActionDeny)},
+				Results:  []engine.Result{headlessResult(engine.ActionDeny)},
 				Warnings: []string{unknownExemptRule},
 			},
 		},
@@ -176,20 +175,20 @@ func TestResolve(t *testing.T) {
 			name:   "exemptions are ignored when the configuration disallows them",
 			config: "allowObjectExemptions: false\n",
 			obj:    sts("db", annotated(engine.AnnotationExempt, "all")),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDeny)}},
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDeny)}},
 		},
 		{
 			name: "UPDATE: a violation the old object had becomes a warning, a new one is denied",
 			obj:  sts("db", dataOnEmptyDirVolume),
 			old:  sts("db"),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(config.ActionWarn), emptyDirResult(config.ActionDeny)}},
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionWarn), emptyDirResult(engine.ActionDeny)}},
 		},
 		{
 			name:   "UPDATE: an old violation of a dryrun rule stays dryrun",
 			config: "rules: {statefulset-headless-service: {action: dryrun}}\n",
 			obj:    sts("db"),
 			old:    sts("db"),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(config.ActionDryRun)}},
+			want:   engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDryRun)}},
 		},
 	}
 	for _, tt := range tests {

@@ -9,8 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/stateguard/stateguard/config"
 )
 
 // StatefulSet judges a StatefulSet: created when old is nil, else updated from old.
@@ -26,22 +24,24 @@ func (e *Engine) StatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, 
 
 func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
 	var vs []violation
-	if e.enabled(config.RuleHeadlessService) {
-		var err error
-		if vs, err = headlessService(ctx, sts, lk, vs); err != nil {
+	for _, r := range Rules {
+		if r.statefulSet == nil || !e.enabled(r.ID) {
+			continue
+		}
+		found, err := r.statefulSet(e, ctx, sts, lk)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if e.enabled(config.RuleEmptyDirData) {
-		vs = e.emptyDirData(sts, vs)
+		vs = append(vs, found...)
 	}
 	return vs, nil
 }
 
-const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " + AnnotationExempt + ": " + config.RuleHeadlessService
+const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " + AnnotationExempt + ": " + RuleHeadlessService
 
-func headlessService(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup, vs []violation) ([]violation, error) {
-	const rule = config.RuleHeadlessService
+func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
+	const rule = RuleHeadlessService
+	var vs []violation
 	serviceName := specPath.Child("serviceName")
 	add := func(key string, field *field.Path, msg string) {
 		vs = append(vs, violation{rule: rule, key: rule + "/" + key, field: field, message: msg + exemptHeadlessHint})
@@ -88,8 +88,9 @@ func unmatchedSelector(selector, labels map[string]string) string {
 	return strings.Join(missing, ", ")
 }
 
-func (e *Engine) emptyDirData(sts *appsv1.StatefulSet, vs []violation) []violation {
-	const rule = config.RuleEmptyDirData
+func (e *Engine) emptyDirData(_ context.Context, sts *appsv1.StatefulSet, _ Lookup) ([]violation, error) {
+	const rule = RuleEmptyDirData
+	var vs []violation
 	pod := &sts.Spec.Template.Spec
 	for i := range pod.Volumes {
 		v := &pod.Volumes[i]
@@ -109,14 +110,14 @@ func (e *Engine) emptyDirData(sts *appsv1.StatefulSet, vs []violation) []violati
 	for i := range pod.Containers {
 		vs = e.dataMounts(sts, &pod.Containers[i], "containers", i, vs)
 	}
-	return vs
+	return vs, nil
 }
 
 // dataMounts adds a violation for each read-write mount of a Pod-scoped
 // volume that holds data by path, name or annotation and is not scratch.
 // The container is element index of the Pod spec's list.
 func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, list string, index int, vs []violation) []violation {
-	const rule = config.RuleEmptyDirData
+	const rule = RuleEmptyDirData
 	for j := range c.VolumeMounts {
 		m := &c.VolumeMounts[j]
 		if m.ReadOnly {

@@ -9,18 +9,17 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 )
 
 const exemptHint = "; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service"
 
 func stsResult(rule, field, message string) engine.Result {
-	return engine.Result{Rule: rule, Action: config.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: fieldPath(field), Message: message}
+	return engine.Result{Rule: rule, Action: engine.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: fieldPath(field), Message: message}
 }
 
 func TestHeadlessService(t *testing.T) {
-	const rule = config.RuleHeadlessService
+	const rule = engine.RuleHeadlessService
 	app := map[string]string{"app": "db"}
 	notHeadless := func(detail string) engine.Result {
 		return stsResult(rule, "spec.serviceName", `Service "db" in namespace "shop" is not headless (clusterIP `+detail+`): set clusterIP: None `+
@@ -141,7 +140,7 @@ func TestHeadlessService(t *testing.T) {
 }
 
 func TestEmptyDirData(t *testing.T) {
-	const rule = config.RuleEmptyDirData
+	const rule = engine.RuleEmptyDirData
 	data := func(field, source, volume, path, reason string) engine.Result {
 		return stsResult(rule, field, fmt.Sprintf(`%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: `+
 			`move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), `+
@@ -246,7 +245,7 @@ func TestEmptyDirData(t *testing.T) {
 		{
 			name: "a volume shadowed by a volumeClaimTemplate is dead config, not a violation",
 			obj:  sts("db", claimTemplate("data"), volume(emptyDir("data")), mount("data", "/var/lib/postgresql/data")),
-			want: []engine.Result{{Rule: rule, Action: config.ActionWarn, Kind: "StatefulSet", Namespace: "shop", Name: "db",
+			want: []engine.Result{{Rule: rule, Action: engine.ActionWarn, Kind: "StatefulSet", Namespace: "shop", Name: "db",
 				Field: fieldPath("spec.template.spec.volumes[0]"),
 				Message: `volume "data" is replaced by the volumeClaimTemplate of the same name, so its emptyDir source is never used: ` +
 					`remove it from spec.template.spec.volumes`}},

@@ -8,7 +8,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 )
 
@@ -24,7 +23,7 @@ const (
 // engine's shape never changes what scripts read.
 type Entry struct {
 	Rule      string        `json:"rule"`
-	Action    config.Action `json:"action"`
+	Action    engine.Action `json:"action"`
 	Kind      string        `json:"kind"`
 	Namespace string        `json:"namespace"`
 	Name      string        `json:"name"`
@@ -32,7 +31,7 @@ type Entry struct {
 	Message   string        `json:"message"`
 	Source    string        `json:"source"`
 	// Intended is the action enforcing would give a dryrun result.
-	Intended config.Action `json:"-"`
+	Intended engine.Action `json:"-"`
 }
 
 // Report is the printed outcome of judging a set of objects.
@@ -55,7 +54,7 @@ func (r *Report) Add(source string, results []engine.Result) {
 // ExitCode is ExitDenied when any result is at deny, else ExitOK.
 func (r *Report) ExitCode() int {
 	for _, e := range r.Results {
-		if e.Action == config.ActionDeny {
+		if e.Action == engine.ActionDeny {
 			return ExitDenied
 		}
 	}
@@ -88,7 +87,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tOBJECT\tRULE\tACTION\tMESSAGE")
-	counts := map[config.Action]int{}
+	counts := map[engine.Action]int{}
 	for _, e := range r.Results {
 		counts[e.Action]++
 		object := e.Kind + " " + e.Name
@@ -101,6 +100,6 @@ func (r *Report) writeTable(w io.Writer) error {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\n%d objects: %d deny, %d warn, %d dryrun, %d exempt\n", r.Objects,
-		counts[config.ActionDeny], counts[config.ActionWarn], counts[config.ActionDryRun], counts[engine.ActionExempt])
+		counts[engine.ActionDeny], counts[engine.ActionWarn], counts[engine.ActionDryRun], counts[engine.ActionExempt])
 	return err
 }

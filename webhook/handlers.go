@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 )
 
@@ -45,7 +44,7 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 	var denials, decisions []string
 	for _, r := range v.Results {
 		counted := r.Action
-		if r.Action == config.ActionDryRun {
+		if r.Action == engine.ActionDryRun {
 			counted = r.Intended
 		}
 		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), string(op), kind).Inc()
@@ -53,11 +52,11 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 		field := r.Field.String()
 		line := r.Rule + ": " + field + ": " + r.Message
 		switch r.Action {
-		case config.ActionDeny:
+		case engine.ActionDeny:
 			denials = append(denials, line)
-		case config.ActionWarn:
+		case engine.ActionWarn:
 			warnings = append(warnings, line)
-		case config.ActionDryRun:
+		case engine.ActionDryRun:
 			// The record the dry-run audit mode exists for: what enforcing
 			// the policy would have done to this request.
 			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", field, "message", r.Message)
@@ -89,7 +88,7 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, namespace, name string, err error) admission.Response {
 	log.Error(err, "could not judge")
 	j.metrics.Decisions.WithLabelValues("none", "error", string(op), kind).Inc()
-	if j.engine().Enforcement() == config.ActionDryRun {
+	if j.engine().Enforcement() == engine.ActionDryRun {
 		return admission.Allowed("")
 	}
 	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))

@@ -60,7 +60,7 @@ func newTestServerWith(tb testing.TB, cfg string, edit func(*Options), objs ...r
 			tb.Fatal(err)
 		}
 	}
-	eng := engine.New(policy)
+	eng := engine.New(policy.Settings())
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		tb.Fatal(err)

@@ -4,6 +4,7 @@ package chart_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stateguard/stateguard/config"
+	"github.com/stateguard/stateguard/engine"
 )
 
 const release, namespace = "sg", "stateguard-system"
@@ -403,8 +405,8 @@ defaults:
 	if err != nil {
 		t.Fatalf("the rendered config does not parse: %v\n%s", err, cm.Data["config.yaml"])
 	}
-	got := fmt.Sprintf("%s %v %s %s %v %s %s", cfg.Enforcement, *cfg.AllowObjectExemptions, cfg.Rules.HeadlessService.Action, cfg.Rules.EmptyDirData.Action,
-		cfg.Rules.EmptyDirData.ScratchPaths, cfg.Defaults.PodManagementPolicy, cfg.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted)
+	got := fmt.Sprintf("%s %v %s %s %v %s %s", cfg.Enforcement, *cfg.AllowObjectExemptions, cfg.Action(engine.RuleHeadlessService), cfg.Action(engine.RuleEmptyDirData),
+		cfg.Rules[engine.RuleEmptyDirData].ScratchPaths, cfg.Defaults.PodManagementPolicy, cfg.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted)
 	if want := "dryrun false off warn [/cache] Parallel Delete"; got != want {
 		t.Errorf("config: %q, want %q", got, want)
 	}
@@ -451,6 +453,51 @@ func TestNotes(t *testing.T) {
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, notes)
+		}
+	}
+}
+
+// TestValuesFollowTheRules holds the values schema and values.yaml to
+// engine.Rules: one entry per rule, with its action, its default action
+// and exactly the options it takes.
+func TestValuesFollowTheRules(t *testing.T) {
+	type properties struct {
+		Properties map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"properties"`
+	}
+	var schema struct {
+		Properties struct {
+			Rules properties `json:"rules"`
+		} `json:"properties"`
+	}
+	var values struct {
+		Rules map[string]map[string]any `json:"rules"`
+	}
+	for file, into := range map[string]any{"values.schema.json": &schema, "values.yaml": &values} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(data, into); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+	inSchema := schema.Properties.Rules.Properties
+	if len(inSchema) != len(engine.Rules) || len(values.Rules) != len(engine.Rules) {
+		t.Errorf("values.schema.json has %d rules and values.yaml %d, engine.Rules %d", len(inSchema), len(values.Rules), len(engine.Rules))
+	}
+	for _, r := range engine.Rules {
+		var got []string
+		for option := range inSchema[r.ID].Properties {
+			got = append(got, option)
+		}
+		want := append([]string{"action"}, r.Options...)
+		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+			t.Errorf("values.schema.json: options of rules.%s (-engine +schema):\n%s", r.ID, diff)
+		}
+		if action := values.Rules[r.ID]["action"]; action != string(r.DefaultAction) {
+			t.Errorf("values.yaml: rules.%s.action is %v, the rule's default is %s", r.ID, action, r.DefaultAction)
 		}
 	}
 }

@@ -147,5 +147,5 @@ func loadEngine(command, configFile string, stderr io.Writer) (*engine.Engine, b
 			return nil, false
 		}
 	}
-	return engine.New(cfg), true
+	return engine.New(cfg.Settings()), true
 }

@@ -36,7 +36,7 @@ func NewPolicy(file string, reg prometheus.Registerer, log logr.Logger) (*Policy
 		return nil, err
 	}
 	if file == "" {
-		p.current.Store(engine.New(config.Default()))
+		p.current.Store(engine.New(config.Default().Settings()))
 		return p, nil
 	}
 	data, err := os.ReadFile(file)
@@ -47,7 +47,7 @@ func NewPolicy(file string, reg prometheus.Registerer, log logr.Logger) (*Policy
 	if err != nil {
 		return nil, &configError{file, err}
 	}
-	p.current.Store(engine.New(cfg))
+	p.current.Store(engine.New(cfg.Settings()))
 	p.loaded = data
 	return p, nil
 }
@@ -102,7 +102,7 @@ func (p *Policy) reload() {
 		p.log.Error(err, "the new configuration is not valid; keeping the last good one", "file", p.file)
 		return
 	}
-	p.current.Store(engine.New(cfg))
+	p.current.Store(engine.New(cfg.Settings()))
 	p.loaded = data
 	p.log.Info("configuration reloaded", "file", p.file)
 }

@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+)
+
+// Action is what happens to a violation of a rule.
+type Action string
+
+const (
+	ActionDeny   Action = "deny"
+	ActionWarn   Action = "warn"
+	ActionDryRun Action = "dryrun"
+	ActionOff    Action = "off"
+	// ActionExempt is the effective action of a violation on an object
+	// that is exempt from the rule.
+	ActionExempt Action = "exempt"
+)
+
+// UnmarshalJSON reads YAML 1.1's unquoted off, which arrives as false, as "off".
+func (a *Action) UnmarshalJSON(data []byte) error {
+	if string(data) == "false" {
+		*a = ActionOff
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("must be a string: one of deny, warn, dryrun, off")
+	}
+	*a = Action(s)
+	return nil
+}
+
+// Rule IDs, as used in the config file, annotations, messages, metrics and output.
+const (
+	RuleHeadlessService  = "statefulset-headless-service"
+	RuleEmptyDirData     = "statefulset-emptydir-data"
+	RuleSharedRWOPVC     = "deployment-shared-rwo-pvc"
+	RuleRWORollingUpdate = "deployment-rwo-rolling-update"
+)
+
+// Rule is one of stateguard's rules. Rules is the one place a rule is
+// declared: the configuration file's rules section, its defaults and its
+// validation follow it, and tests hold the chart's values schema and the
+// README's rules table to it.
+type Rule struct {
+	ID            string
+	DefaultAction Action
+	// Kinds are the kinds of the writes the rule judges.
+	Kinds []string
+	// Options are the rule's settings in the configuration file besides action.
+	Options []string
+
+	// One of the following judges an object.
+	statefulSet func(e *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error)
+	// deployment judges a Deployment that may run up to b replicas. A
+	// rule that depends on the bound alone (onRescale) is judged again
+	// when an HPA or a scale request changes it.
+	deployment func(e *Engine, ctx context.Context, dep *appsv1.Deployment, b bound, lk Lookup) ([]violation, error)
+	onRescale  bool
+}
+
+// Rules are stateguard's rules, in the order the spec presents them.
+var Rules = []Rule{
+	{
+		ID: RuleHeadlessService, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		statefulSet: headlessService,
+	},
+	{
+		ID: RuleEmptyDirData, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		Options:     []string{"scratchPaths", "dataPaths", "dataVolumeNames"},
+		statefulSet: (*Engine).emptyDirData,
+	},
+	{
+		ID: RuleSharedRWOPVC, DefaultAction: ActionDeny, Kinds: []string{"Deployment", "Scale", "HorizontalPodAutoscaler"},
+		deployment: sharedClaims, onRescale: true,
+	},
+	{
+		ID: RuleRWORollingUpdate, DefaultAction: ActionWarn, Kinds: []string{"Deployment"},
+		deployment: rollingUpdate,
+	},
+}
+
+// LookupRule finds a rule by ID.
+func LookupRule(id string) (Rule, bool) {
+	for _, r := range Rules {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
+// RuleIDs lists the IDs of Rules, in order.
+func RuleIDs() []string {
+	ids := make([]string, len(Rules))
+	for i, r := range Rules {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// Settings are what an engine applies, as a validated configuration file
+// sets them (config.Config.Settings).
+type Settings struct {
+	Enforcement           Action
+	AllowObjectExemptions bool
+	// Actions holds the action of every rule, by ID.
+	Actions map[string]Action
+	// The options of statefulset-emptydir-data.
+	ScratchPaths, DataPaths, DataVolumeNames []string
+	// Defaults are the values the StatefulSet defaults set, by the names of
+	// Defaultables; "" leaves a field alone.
+	Defaults map[string]string
+}
