@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // Manifests. Each test applies them in a namespace of its own.
@@ -287,24 +292,93 @@ func TestConfigReload(t *testing.T) {
 	contains(t, stderr, "Warning: statefulset-headless-service")
 }
 
+// TestCertificateRotation rotates the CA as an operator would: the webhook
+// configurations trust the old and the new CA, then the serving
+// certificate from the new one replaces the files under the running server.
 func TestCertificateRotation(t *testing.T) {
-	before := servedCertificate(t)
-	if before.Subject.CommonName != "stateguard" {
-		t.Fatalf("the webhook serves %q before the swap", before.Subject.CommonName)
-	}
-	if err := ca.writeServingCert(certDir, "stateguard-rotated"); err != nil {
+	next := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
+	if err := next.PrepWithoutInstalling(); err != nil {
 		t.Fatal(err)
 	}
-	served := func() bool { return servedCertificate(t).Subject.CommonName == "stateguard-rotated" }
+	t.Cleanup(func() { _ = next.Cleanup() })
+	nextCert := readCertificate(t, filepath.Join(next.LocalServingCertDir, "tls.crt"))
+	if servedCertificate(t).Equal(nextCert) {
+		t.Fatal("the webhook serves the new certificate before the swap")
+	}
+	trustCAs(t, append(slices.Clone(webhooks.LocalServingCAData), next.LocalServingCAData...))
+	// Write to temporary names and rename: the server reloads on change and
+	// must never read a half-written pair.
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		data, err := os.ReadFile(filepath.Join(next.LocalServingCertDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(certDir, "."+name)
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(certDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := func() bool { return servedCertificate(t).Equal(nextCert) }
 	for deadline := time.Now().Add(15 * time.Second); !served() && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !served() {
-		t.Fatalf("the webhook still serves %q", servedCertificate(t).Subject.CommonName)
+		t.Fatalf("the webhook still serves the certificate of serial %v", servedCertificate(t).SerialNumber)
 	}
 	// The API server reaches the webhook over the new certificate.
 	stderr := mustDeny(t, namespace(t, nil, nil), statefulSetWithoutService("db"), "--dry-run=server")
 	contains(t, stderr, "statefulset-headless-service: spec.serviceName:")
+}
+
+// trustCAs sets the CA bundle of every installed webhook.
+func trustCAs(t *testing.T, bundle []byte) {
+	t.Helper()
+	ctx := context.Background()
+	api := clientset.AdmissionregistrationV1()
+	for _, c := range webhooks.ValidatingWebhooks {
+		stored, err := api.ValidatingWebhookConfigurations().Get(ctx, c.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range stored.Webhooks {
+			stored.Webhooks[i].ClientConfig.CABundle = bundle
+		}
+		if _, err := api.ValidatingWebhookConfigurations().Update(ctx, stored, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range webhooks.MutatingWebhooks {
+		stored, err := api.MutatingWebhookConfigurations().Get(ctx, c.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range stored.Webhooks {
+			stored.Webhooks[i].ClientConfig.CABundle = bundle
+		}
+		if _, err := api.MutatingWebhookConfigurations().Update(ctx, stored, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func readCertificate(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 func TestMalformedReviews(t *testing.T) {
