@@ -24,11 +24,12 @@ const (
 
 // defaultable describes one field the mutating webhook defaults.
 type defaultable struct {
+	// name is the field's path under spec, as manifests write it.
 	name       string
 	k8sDefault string
-	allowed    []string // the values a default may set
-	annotation string   // the namespace annotation that overrides the configured value
-	get        func(*appsv1.StatefulSet) string
+	allowed    []string                         // the values a default may set
+	annotation string                           // the namespace annotation that overrides the configured value
+	get        func(*appsv1.StatefulSet) string // "" when unset
 	set        func(*appsv1.StatefulSet, string)
 }
 
@@ -47,7 +48,12 @@ var defaultables = []defaultable{
 	{
 		name: FieldWhenDeleted, k8sDefault: string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType),
 		allowed: retentionValues, annotation: AnnotationRetentionWhenDeleted,
-		get: func(s *appsv1.StatefulSet) string { return string(retention(s).WhenDeleted) },
+		get: func(s *appsv1.StatefulSet) string {
+			if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p != nil {
+				return string(p.WhenDeleted)
+			}
+			return ""
+		},
 		set: func(s *appsv1.StatefulSet, v string) {
 			retention(s).WhenDeleted = appsv1.PersistentVolumeClaimRetentionPolicyType(v)
 		},
@@ -55,7 +61,12 @@ var defaultables = []defaultable{
 	{
 		name: FieldWhenScaled, k8sDefault: string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType),
 		allowed: retentionValues, annotation: AnnotationRetentionWhenScaled,
-		get: func(s *appsv1.StatefulSet) string { return string(retention(s).WhenScaled) },
+		get: func(s *appsv1.StatefulSet) string {
+			if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p != nil {
+				return string(p.WhenScaled)
+			}
+			return ""
+		},
 		set: func(s *appsv1.StatefulSet, v string) {
 			retention(s).WhenScaled = appsv1.PersistentVolumeClaimRetentionPolicyType(v)
 		},
@@ -94,9 +105,6 @@ func ValidateDefault(name string, p *field.Path, v string) field.ErrorList {
 
 // current reads the field, reading an unset one as the Kubernetes default.
 func (d defaultable) current(s *appsv1.StatefulSet) string {
-	if d.name != FieldPodManagementPolicy && s.Spec.PersistentVolumeClaimRetentionPolicy == nil {
-		return d.k8sDefault
-	}
 	if v := d.get(s); v != "" {
 		return v
 	}
@@ -214,17 +222,19 @@ func userSetFields(sts *appsv1.StatefulSet) map[string]bool {
 // markChosen marks the defaultable fields present in a spec; prefix is
 // "f:" for the field sets of managedFields, "" for a manifest.
 func markChosen(chosen map[string]bool, spec map[string]json.RawMessage, prefix string) {
-	if _, ok := spec[prefix+"podManagementPolicy"]; ok {
-		chosen[FieldPodManagementPolicy] = true
+	for _, d := range defaultables {
+		if hasPath(spec, strings.Split(d.name, "."), prefix) {
+			chosen[d.name] = true
+		}
 	}
-	var policy map[string]json.RawMessage
-	if json.Unmarshal(spec[prefix+"persistentVolumeClaimRetentionPolicy"], &policy) != nil {
-		return
+}
+
+// hasPath reports whether obj holds the nested field path, each name prefixed.
+func hasPath(obj map[string]json.RawMessage, path []string, prefix string) bool {
+	raw, ok := obj[prefix+path[0]]
+	if !ok || len(path) == 1 {
+		return ok
 	}
-	if _, ok := policy[prefix+"whenDeleted"]; ok {
-		chosen[FieldWhenDeleted] = true
-	}
-	if _, ok := policy[prefix+"whenScaled"]; ok {
-		chosen[FieldWhenScaled] = true
-	}
+	var inner map[string]json.RawMessage
+	return json.Unmarshal(raw, &inner) == nil && hasPath(inner, path[1:], prefix)
 }
