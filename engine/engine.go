@@ -227,22 +227,6 @@ func exemptionWarnings(obj metav1.Object) []string {
 	return warnings
 }
 
-// listContains reports whether the comma-separated list holds name, without allocating.
-func listContains(list, name string) bool {
-	for list != "" {
-		item := list
-		if i := strings.IndexByte(list, ','); i >= 0 {
-			item, list = list[:i], list[i+1:]
-		} else {
-			list = ""
-		}
-		if strings.TrimSpace(item) == name {
-			return true
-		}
-	}
-	return false
-}
-
 // judgeWithOld judges the new state and, when that finds violations and
 // there is an old state to compare with, the old state too.
 func judgeWithOld[T any](judge func(T) ([]violation, error), obj, old T, hasOld bool) (vs, oldVs []violation, err error) {

@@ -9,6 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/stateguard/stateguard/internal/commalist"
 )
 
 // StatefulSet judges a StatefulSet: created when old is nil, else updated from old.
@@ -151,7 +153,7 @@ func (e *Engine) isScratch(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1.
 	if _, ok := underAny(m.MountPath, e.scratchPaths); ok {
 		return true
 	}
-	return listContains(sts.Annotations[AnnotationScratchVolumes], v.Name)
+	return commalist.Contains(sts.Annotations[AnnotationScratchVolumes], v.Name)
 }
 
 // dataReason says why a mount holds data, or "" when nothing says it does.
@@ -167,7 +169,7 @@ func (e *Engine) dataReason(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1
 			return fmt.Sprintf("its name matches data volume name %q", p.source)
 		}
 	}
-	if listContains(sts.Annotations[AnnotationDataVolumes], v.Name) {
+	if commalist.Contains(sts.Annotations[AnnotationDataVolumes], v.Name) {
 		return "named in the annotation " + AnnotationDataVolumes
 	}
 	return ""

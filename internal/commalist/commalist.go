@@ -13,3 +13,20 @@ func Split(s string) []string {
 	}
 	return out
 }
+
+// Contains reports whether Split(list) holds name, without allocating: it
+// runs for every volume of every StatefulSet judged.
+func Contains(list, name string) bool {
+	for list != "" {
+		item := list
+		if i := strings.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			list = ""
+		}
+		if item = strings.TrimSpace(item); item != "" && item == name {
+			return true
+		}
+	}
+	return false
+}

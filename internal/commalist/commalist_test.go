@@ -17,3 +17,20 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
+
+func TestContains(t *testing.T) {
+	for _, tt := range []struct {
+		list, name string
+		want       bool
+	}{
+		{"", "data", false},
+		{"data", "data", true},
+		{"cache, data ,tmp", "data", true},
+		{"database", "data", false},
+		{"cache,,", "", false},
+	} {
+		if got := Contains(tt.list, tt.name); got != tt.want {
+			t.Errorf("Contains(%q, %q) = %v, want %v", tt.list, tt.name, got, tt.want)
+		}
+	}
+}
