@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	gojson "github.com/goccy/go-json"
@@ -27,15 +28,72 @@ import (
 // objects of the API server's 3 MiB limit and some metadata.
 const maxReviewBytes = 7 << 20
 
+// largeReviewBytes separates large bodies from the ordinary reviews of a
+// few kilobytes: a body above it, or of unknown length, is large.
+const largeReviewBytes = 1 << 20
+
+// Limits bound what one replica holds for reviews at once, so that clients
+// that send large bodies slowly, or never finish them, can neither exhaust
+// its memory nor crowd out the API server's ordinary reviews.
+type Limits struct {
+	// ReadTimeout bounds how long a body may take to arrive; 0 is none.
+	ReadTimeout time.Duration
+	// InFlight is how many reviews are handled at once, and InFlightLarge
+	// how many of those have large bodies (up to 7 MiB each). A review
+	// over either gets 429 Too Many Requests at once.
+	InFlight, InFlightLarge int
+}
+
+// DefaultLimits suit a replica with a 256 MiB memory limit: 64 ordinary
+// reviews, 4 large bodies (28 MiB at most), and bodies that arrive within
+// 10 s, twice the longest timeout the chart lets the API server wait.
+var DefaultLimits = Limits{ReadTimeout: 10 * time.Second, InFlight: 64, InFlightLarge: 4}
+
+// reviewSlots count the reviews in flight of one replica, across handlers.
+type reviewSlots struct {
+	limits       Limits
+	small, large chan struct{}
+}
+
+func newReviewSlots(l Limits) *reviewSlots {
+	return &reviewSlots{limits: l, small: make(chan struct{}, l.InFlight), large: make(chan struct{}, l.InFlightLarge)}
+}
+
+// enter takes a slot for a body of length n (-1: unknown); ok is false
+// when every slot is taken.
+func (a *reviewSlots) enter(n int64) (leave func(), ok bool) {
+	slots := a.small
+	if n < 0 || n > largeReviewBytes {
+		slots = a.large
+	}
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, true
+	default:
+		return nil, false
+	}
+}
+
 // reviewHandler serves AdmissionReviews (admission.k8s.io/v1) with hook.
 // A body that is not one gets a 4xx status and an answer saying why.
 type reviewHandler struct {
-	hook *admission.Webhook
-	log  logr.Logger
+	hook  *admission.Webhook
+	slots *reviewSlots
+	log   logr.Logger
 }
 
 func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	leave, ok := h.slots.enter(r.ContentLength)
+	if !ok {
+		h.refuse(w, http.StatusTooManyRequests, errors.New("too many reviews in flight"))
+		return
+	}
+	defer leave()
+	if d := h.slots.limits.ReadTimeout; d > 0 {
+		// The server's next request on the connection clears it.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+	}
+	body, err := readBody(r)
 	switch {
 	case err != nil:
 		h.refuse(w, http.StatusBadRequest, fmt.Errorf("reading the request body: %w", err))
@@ -62,6 +120,18 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := h.hook.Handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
 	h.write(w, http.StatusOK, resp)
+}
+
+// readBody reads up to maxReviewBytes+1 bytes, into a buffer of the
+// declared length when there is one: reading into a growing buffer would
+// hold up to twice the body.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength < 0 || r.ContentLength > maxReviewBytes {
+		return io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	}
+	body := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, body)
+	return body, err
 }
 
 // refuse answers a body that is not a review. The answer has no request

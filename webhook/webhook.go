@@ -34,6 +34,8 @@ type Options struct {
 	Live    client.Reader // fresh reads: the Deployment behind a Scale
 	Metrics *Metrics
 	Log     logr.Logger
+	// Limits bound the reviews in flight; the zero value is DefaultLimits.
+	Limits Limits
 }
 
 // Setup registers the admission handlers on the webhook server.
@@ -54,9 +56,14 @@ func Handlers(opts Options) map[string]http.Handler {
 			func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} }, (*engine.Engine).HorizontalPodAutoscaler},
 		PathValidateScale: scales{j},
 	}
+	limits := opts.Limits
+	if limits == (Limits{}) {
+		limits = DefaultLimits
+	}
+	slots := newReviewSlots(limits)
 	served := make(map[string]http.Handler, len(byPath))
 	for path, handler := range byPath {
-		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, log: opts.Log}
+		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, slots: slots, log: opts.Log}
 	}
 	return served
 }

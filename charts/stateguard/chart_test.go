@@ -223,6 +223,19 @@ func TestDeploymentSecurity(t *testing.T) {
 		if *d.Spec.Replicas != 2 || len(pod.TopologySpreadConstraints) != 1 || pod.TopologySpreadConstraints[0].TopologyKey != "kubernetes.io/hostname" {
 			t.Errorf("replicas %d, spread %+v: want 2 replicas spread across nodes", *d.Spec.Replicas, pod.TopologySpreadConstraints)
 		}
+		if u := d.Spec.Strategy.RollingUpdate; u == nil || u.MaxUnavailable == nil || u.MaxUnavailable.IntValue() != 0 {
+			t.Errorf("rollout %+v: want maxUnavailable 0, so that a new replica is Ready before an old one goes", d.Spec.Strategy)
+		}
+		if l := c.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil || l.PreStop.Sleep.Seconds != 5 {
+			t.Errorf("lifecycle %+v: want a preStop sleep of 5 s, so that endpoints go before the listener", l)
+		}
+		memoryLimit := false
+		for _, e := range c.Env {
+			memoryLimit = memoryLimit || (e.Name == "MEMORY_LIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory")
+		}
+		if !memoryLimit {
+			t.Errorf("env %+v: want MEMORY_LIMIT from the container's limits.memory", c.Env)
+		}
 		var tlsSecret string
 		for _, v := range pod.Volumes {
 			if v.Secret != nil {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/stateguard/stateguard/audit"
 	"github.com/stateguard/stateguard/internal/commalist"
 	"github.com/stateguard/stateguard/internal/server"
+	"github.com/stateguard/stateguard/webhook"
 )
 
 // Exit statuses of serve.
@@ -45,6 +48,10 @@ type serveOptions struct {
 	leaderElect                                                 bool
 	auditInterval                                               time.Duration
 	excluded, auditLedger                                       string
+	limits                                                      webhook.Limits
+	memoryLimit                                                 int64
+	qps                                                         float64
+	burst                                                       int
 	zap                                                         zap.Options
 }
 
@@ -64,6 +71,12 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the name of the validating and mutating webhook configurations")
 	fs.StringVar(&o.certificate, "certificate", "", "the cert-manager Certificate (in --namespace) that issues the serving certificate: export stateguard_certificate_ready and stateguard_certificate_expiry_timestamp_seconds")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, of the self-managed Secret and the Service, and of the --audit-ledger ConfigMap (default: $POD_NAMESPACE)")
+	fs.IntVar(&o.limits.InFlight, "max-reviews-in-flight", webhook.DefaultLimits.InFlight, "how many reviews are handled at once; more get 429 Too Many Requests at once")
+	fs.IntVar(&o.limits.InFlightLarge, "max-large-reviews-in-flight", webhook.DefaultLimits.InFlightLarge, "how many of those may have a body above 1 MiB (up to 7 MiB each)")
+	fs.DurationVar(&o.limits.ReadTimeout, "review-read-timeout", webhook.DefaultLimits.ReadTimeout, "how long a review's body may take to arrive")
+	fs.Int64Var(&o.memoryLimit, "memory-limit", memoryLimitFromEnv(), "the container's memory limit in bytes (default: $MEMORY_LIMIT): the garbage collector keeps the heap under 90% of it; GOMEMLIMIT, when set, wins; 0 sets none")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (live reads that confirm a cache miss, the Deployment behind a scale)")
+	fs.IntVar(&o.burst, "kube-api-burst", 100, "the burst above --kube-api-qps")
 	// Stack traces only for panics: a client's malformed request is logged
 	// as an error, and a trace of the HTTP stack says nothing about it.
 	o.zap = zap.Options{StacktraceLevel: zapcore.PanicLevel}
@@ -81,6 +94,14 @@ func (o *serveOptions) validate() error {
 		return errors.New("--certificate needs --namespace (or $POD_NAMESPACE)")
 	case selfManaged && (o.certSecret == "" || o.webhookService == "" || o.webhookConfiguration == "" || o.namespace == ""):
 		return errors.New("self-managed TLS needs --cert-secret, --webhook-service, --webhook-configuration and --namespace (or $POD_NAMESPACE) together")
+	case o.limits.InFlight < 1 || o.limits.InFlightLarge < 1:
+		return fmt.Errorf("--max-reviews-in-flight %d and --max-large-reviews-in-flight %d: must be at least 1", o.limits.InFlight, o.limits.InFlightLarge)
+	case o.limits.ReadTimeout <= 0:
+		return fmt.Errorf("--review-read-timeout %v: must be positive", o.limits.ReadTimeout)
+	case o.memoryLimit < 0:
+		return fmt.Errorf("--memory-limit %d: must be 0 or more bytes", o.memoryLimit)
+	case o.qps <= 0 || o.burst < 1:
+		return fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d: must be positive", o.qps, o.burst)
 	}
 	return nil
 }
@@ -91,6 +112,7 @@ func (o *serveOptions) server() server.Options {
 		ConfigFile: o.configFile, CertDir: o.certDir, Certificate: o.certificate, CertificateNamespace: o.namespace,
 		AuditInterval: o.auditInterval, ExcludedNamespaces: commalist.Split(o.excluded),
 		AuditLedger: types.NamespacedName{Namespace: o.namespace, Name: o.auditLedger},
+		Limits:      o.limits,
 	}
 	if o.certSecret != "" {
 		opts.CertRotation = &server.CertRotation{
@@ -122,12 +144,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := zap.New(zap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(log)
+	if o.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// Collect before the kernel OOM-kills the replica: the heap is
+		// most, not all, of what the container holds.
+		debug.SetMemoryLimit(o.memoryLimit / 10 * 9)
+	}
 
 	restConfig, err := restConfig(o.kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "stateguard serve: %v\n", err)
 		return exitServeInvalid
 	}
+	restConfig.QPS, restConfig.Burst = float32(o.qps), o.burst
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
@@ -162,12 +190,22 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error(err, "setting up the server")
 		return exitServeInvalid
 	}
-	log.Info("starting", "version", version, "port", o.port, "config", o.configFile)
+	log.Info("starting", "version", version, "port", o.port, "config", o.configFile, "goMemoryLimit", debug.SetMemoryLimit(-1))
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "the manager stopped")
 		return exitServeFailed
 	}
 	return exitServeStopped
+}
+
+// memoryLimitFromEnv reads $MEMORY_LIMIT, the container's limit in bytes
+// as the downward API gives it; 0 when unset or unreadable.
+func memoryLimitFromEnv() int64 {
+	n, err := strconv.ParseInt(os.Getenv("MEMORY_LIMIT"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

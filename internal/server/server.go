@@ -59,6 +59,8 @@ type Options struct {
 	AuditInterval      time.Duration
 	ExcludedNamespaces []string
 	AuditLedger        types.NamespacedName
+	// Limits bound the reviews in flight.
+	Limits webhook.Limits
 }
 
 // Setup adds everything `stateguard serve` runs to mgr.
@@ -82,6 +84,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 		Live:    mgr.GetAPIReader(),
 		Metrics: webhook.NewMetrics(ctrlmetrics.Registry),
 		Log:     log.WithName("admission"),
+		Limits:  opts.Limits,
 	}, log)
 	if err != nil {
 		return err
