@@ -177,6 +177,58 @@ func TestScaleAndAutoscaler(t *testing.T) {
 		`set maxReplicas of HorizontalPodAutoscaler "web" to 1`)
 }
 
+// TestOnlyWhatCanViolateIsSent: the chart's matchConditions keep from
+// stateguard the writes no rule can judge, so that they go through even
+// when it is down: Deployments without claims, HPAs of other kinds, and
+// the HPA controller's scale updates.
+func TestOnlyWhatCanViolateIsSent(t *testing.T) {
+	ns := namespace(t, nil, nil)
+	sent := func() float64 { return metricSum(t, `controller_runtime_webhook_requests_total{`) }
+	before := sent()
+	mustApply(t, ns, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stateless}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: stateless}}
+  template:
+    metadata: {labels: {app: stateless}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+      volumes: [{name: cache, emptyDir: {}}]
+`)
+	mustApply(t, ns, `apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: db}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: db}
+  maxReplicas: 5
+`)
+	if _, err := kubectl("", "scale", "-n", ns, "deployment/stateless", "--replicas=5"); err != nil {
+		t.Fatalf("kubectl scale of a Deployment without claims: %v", err)
+	}
+	if after := sent(); after != before+1 {
+		// The scale request of a user is sent (a Scale carries no volumes).
+		t.Errorf("reviews sent for a claimless Deployment, its scale and an HPA of a StatefulSet: %v, want 1 (the scale)", after-before)
+	}
+
+	// The HPA controller scales a Deployment over a ReadWriteOnce claim
+	// past what stateguard would let a user do: its scale is not sent.
+	mustApply(t, ns, rwoClaim+"---\n"+deployment(1, "Recreate"))
+	const hpaController = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+	// The controller's role allows the scale subresource only: no GET of the
+	// Deployment, so no kubectl scale.
+	scale := fmt.Sprintf(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web","namespace":%q},"spec":{"replicas":3}}`, ns)
+	if _, stderr, err := kubectlIn(scale, "replace", "--raw", "/apis/apps/v1/namespaces/"+ns+"/deployments/web/scale", "-f", "-", "--as", hpaController); err != nil {
+		t.Errorf("the HPA controller's scale: %v\n%s", err, stderr)
+	}
+	// A user's scale is judged: the violation the controller's scale made is
+	// now pre-existing, so a warning.
+	if _, stderr, err := kubectlIn("", "scale", "-n", ns, "deployment/web", "--replicas=4"); err != nil || !strings.Contains(stderr, "Warning: deployment-shared-rwo-pvc: spec.replicas:") {
+		t.Errorf("a user's scale: err=%v, want it judged, with a warning\n%s", err, stderr)
+	}
+}
+
 func TestServerDryRunGetsTheSameVerdict(t *testing.T) {
 	ns := namespace(t, nil, nil)
 	dry := mustDeny(t, ns, statefulSetWithoutService("db"), "--dry-run=server")
