@@ -129,9 +129,15 @@ func step(s string) { fmt.Printf("\n==> %s\n", s) }
 func awaitWebhook() error {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out, err := output(kubectlBin, "--kubeconfig", kubeconfig, "-n", "default", "create", "deployment", "stateguard-probe",
-			"--image=localhost/busybox:1.35.0-debian", "--dry-run=server", "-o", "name")
-		if err == nil {
+		// A StatefulSet without its Service: sent to stateguard, and denied once it answers.
+		probe, err := os.ReadFile("examples/violations/headless-service-missing.yaml")
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(kubectlBin, "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "-f", "-")
+		cmd.Stdin = strings.NewReader(strings.ReplaceAll(string(probe), "namespace: shop", "namespace: default"))
+		out, err := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "failed calling webhook") && (err == nil || strings.Contains(string(out), "denied the request")) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 func TestChartOnTheNode(t *testing.T) {
 	cleanup := func() {
 		_, _ = helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
-		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "--ignore-not-found", "--wait", "--timeout=120s")
+		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "--ignore-not-found", "--wait", "--timeout=120s")
 	}
 	cleanup()
 	t.Cleanup(cleanup)
@@ -59,12 +59,7 @@ func TestChartOnTheNode(t *testing.T) {
 		t.Fatalf("helm install: %v\n%s\n%s", err, out, mustKubectl(t, "-n", namespace, "get", "pods,events"))
 	}
 	t.Logf("helm install --wait took %s", time.Since(installed).Round(time.Second))
-	// helm --wait returns when the Pods are Ready, which can be a moment before
-	// kube-proxy routes the Service to them.
-	waitFor(t, time.Minute, "the API server to reach the webhook through its Service", func() bool {
-		_, err := kubectl("-n", "default", "create", "deployment", "stateguard-probe", "--image=localhost/busybox:1.35.0-debian", "--dry-run=server", "-o", "name")
-		return err == nil
-	})
+	awaitWebhook(t)
 	t.Logf("the webhook answered through its Service %s after the install", time.Since(installed).Round(time.Second))
 
 	pods := stateguardPods(t)
@@ -182,6 +177,56 @@ func TestChartOnTheNode(t *testing.T) {
 		}
 	})
 
+	t.Run("with every replica gone, only what stateguard guards is refused", func(t *testing.T) {
+		const ns = "e2e-outage"
+		mustKubectl(t, "create", "namespace", ns)
+		// Before the outage: a claimless Deployment whose HPA keeps at least 2 replicas.
+		mustKubectlStdin(t, claimlessDeployment("autoscaled", 2), "-n", ns, "apply", "-f", "-")
+		mustKubectlStdin(t, `apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: autoscaled}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: autoscaled}
+  minReplicas: 2
+  maxReplicas: 3
+`, "-n", ns, "apply", "-f", "-")
+
+		mustKubectl(t, "-n", namespace, "scale", "deployment/"+release, "--replicas=0")
+		waitFor(t, 90*time.Second, "every stateguard Pod to be gone", func() bool { return len(stateguardPods(t)) == 0 })
+		defer func() {
+			mustKubectl(t, "-n", namespace, "scale", "deployment/"+release, "--replicas=2")
+			mustKubectl(t, "-n", namespace, "rollout", "status", "deployment/"+release, "--timeout=180s")
+			awaitWebhook(t)
+		}()
+
+		// Never sent: a Deployment without claims, its scale and rollout, the HPA controller.
+		mustKubectlStdin(t, claimlessDeployment("web", 1), "-n", ns, "apply", "-f", "-")
+		mustKubectl(t, "-n", ns, "scale", "deployment/web", "--replicas=3")
+		mustKubectl(t, "-n", ns, "rollout", "restart", "deployment/web")
+		mustKubectl(t, "-n", ns, "rollout", "status", "deployment/web", "--timeout=120s")
+		mustKubectl(t, "-n", ns, "scale", "deployment/autoscaled", "--replicas=1")
+		waitFor(t, 90*time.Second, "the HPA controller to scale deployment/autoscaled back to 2", func() bool {
+			out, _ := kubectl("-n", ns, "get", "deployment", "autoscaled", "-o", "jsonpath={.spec.replicas}")
+			return out == "2"
+		})
+
+		// Guarded: refused with an error that names stateguard.
+		out, err := kubectlStdin(webhookProbe(t, ns), "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, `failed calling webhook "statefulsets.validate.stateguard.io"`) {
+			t.Errorf("a StatefulSet during the outage: err=%v, want a refusal naming stateguard's webhook:\n%s", err, out)
+		}
+
+		// The README's recovery: remove the webhook configurations; a helm
+		// upgrade of the release puts them back.
+		mustKubectl(t, "delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "-l", "app.kubernetes.io/instance="+release)
+		if out, err := kubectlStdin(webhookProbe(t, ns), "apply", "-f", "-"); err != nil {
+			t.Errorf("after the recovery command, a StatefulSet: %v\n%s", err, out)
+		}
+		if out, err := helm("upgrade", release, chart, "--namespace", namespace, "--reuse-values", "--wait", "--timeout", "3m"); err != nil {
+			t.Fatalf("helm upgrade: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("helm upgrade to dryrun admits the violations silently", func(t *testing.T) {
 		if out, err := helm("upgrade", release, chart, "--namespace", namespace, "--reuse-values", "--set", "enforcement=dryrun", "--wait", "--timeout", "3m"); err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
@@ -210,6 +255,38 @@ func TestChartOnTheNode(t *testing.T) {
 			t.Errorf("without stateguard, kubectl apply: %v\n%s", err, out)
 		}
 	})
+}
+
+// awaitWebhook waits until the API server reaches the webhook through its
+// Service. helm --wait returns when the Pods are Ready, which can be a
+// moment before kube-proxy routes the Service to them.
+func awaitWebhook(t *testing.T) {
+	t.Helper()
+	waitFor(t, time.Minute, "the API server to reach the webhook through its Service", func() bool {
+		out, err := kubectlStdin(webhookProbe(t, "default"), "apply", "--dry-run=server", "-f", "-")
+		return !strings.Contains(out, "failed calling webhook") && (err == nil || strings.Contains(out, "denied the request"))
+	})
+}
+
+// webhookProbe is the example StatefulSet without its headless Service,
+// in namespace ns: every write of it is sent to stateguard, which denies it.
+func webhookProbe(t *testing.T, ns string) string {
+	return strings.ReplaceAll(readFile(t, examples+"/violations/headless-service-missing.yaml"), "namespace: shop", "namespace: "+ns)
+}
+
+func claimlessDeployment(name string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s}
+spec:
+  replicas: %[2]d
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 65532}
+      containers: [{name: main, image: localhost/busybox:1.35.0-debian, command: [sleep, "3600"]}]
+`, name, replicas)
 }
 
 type pod struct {
@@ -276,6 +353,15 @@ func kubectlStdin(stdin string, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return strings.TrimSpace(out.String()), err
+}
+
+func mustKubectlStdin(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := kubectlStdin(stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
 }
 
 func mustKubectl(t *testing.T, args ...string) string {
