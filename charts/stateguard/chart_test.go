@@ -88,7 +88,7 @@ func (r rendered) keys() []string {
 	return keys
 }
 
-var withCertManager = []string{"--api-versions", "cert-manager.io/v1"}
+var withCertManager = []string{"--set", "certManager.enabled=true", "--api-versions", "cert-manager.io/v1"}
 
 func TestLint(t *testing.T) {
 	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true").CombinedOutput(); err != nil {
@@ -129,8 +129,19 @@ func TestObjectsPerMode(t *testing.T) {
 	}
 }
 
+// TestDefaultsWorkWithoutCertManager: the default install renders on a
+// cluster without the cert-manager API, with self-managed TLS.
+func TestDefaultsWorkWithoutCertManager(t *testing.T) {
+	r := render(t)
+	var d appsv1.Deployment
+	r.get(t, "Deployment/sg-stateguard", &d)
+	if args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--cert-secret=sg-stateguard-tls") {
+		t.Errorf("the default install does not manage its own certificate: %s", args)
+	}
+}
+
 func TestCertManagerAPIRequired(t *testing.T) {
-	out, err := run(t)
+	out, err := run(t, "--set", "certManager.enabled=true")
 	if err == nil || !strings.Contains(out, "the cert-manager.io/v1 API is not installed") || !strings.Contains(out, "certManager.enabled=false") {
 		t.Errorf("rendering without cert-manager: err=%v\n%s", err, out)
 	}
