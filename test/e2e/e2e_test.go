@@ -10,12 +10,18 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -47,7 +53,7 @@ func TestMain(m *testing.M) {
 func TestChartOnTheNode(t *testing.T) {
 	cleanup := func() {
 		_, _ = helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
-		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "--ignore-not-found", "--wait", "--timeout=120s")
+		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "e2e-attack", "--ignore-not-found", "--wait", "--timeout=120s")
 	}
 	cleanup()
 	t.Cleanup(cleanup)
@@ -177,6 +183,44 @@ func TestChartOnTheNode(t *testing.T) {
 		}
 	})
 
+	t.Run("stalled uploads to a replica neither kill it nor slow the API server's reviews", func(t *testing.T) {
+		target := stateguardPods(t)[0]
+		const ns = "e2e-attack"
+		mustKubectl(t, "create", "namespace", ns)
+		stop := make(chan struct{})
+		var attackers sync.WaitGroup
+		for range 30 {
+			attackers.Add(1)
+			go func() {
+				defer attackers.Done()
+				stallUploads(net.JoinHostPort(target.Status.PodIP, "9443"), stop)
+			}()
+		}
+		defer func() { close(stop); attackers.Wait() }()
+		var peakRSS float64
+		var slowest time.Duration
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+			peakRSS = max(peakRSS, residentBytes(t, target.Status.PodIP))
+			start := time.Now()
+			out, err := kubectlStdin(webhookProbe(t, ns), "apply", "--dry-run=server", "-f", "-")
+			slowest = max(slowest, time.Since(start))
+			if err == nil || !strings.Contains(out, "denied the request") {
+				t.Errorf("a StatefulSet during the attack: err=%v, want stateguard's denial:\n%s", err, out)
+			}
+		}
+		t.Logf("during 30 s of 30 stalled 7 MiB uploads to %s: peak RSS %.0f MiB, slowest review through the API server %s",
+			target.Metadata.Name, peakRSS/(1<<20), slowest.Round(time.Millisecond))
+		if peakRSS > 200<<20 {
+			t.Errorf("peak RSS %.0f MiB: over 200 MiB of the 256 MiB limit", peakRSS/(1<<20))
+		}
+		if slowest > 5*time.Second {
+			t.Errorf("a review took %s through the API server: over the webhook's 5 s timeout", slowest)
+		}
+		if restarts := mustKubectl(t, "-n", namespace, "get", "pod", target.Metadata.Name, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); restarts != "0" {
+			t.Errorf("%s restarted %s times", target.Metadata.Name, restarts)
+		}
+	})
+
 	t.Run("with every replica gone, only what stateguard guards is refused", func(t *testing.T) {
 		const ns = "e2e-outage"
 		mustKubectl(t, "create", "namespace", ns)
@@ -268,6 +312,63 @@ func awaitWebhook(t *testing.T) {
 	})
 }
 
+// stallUploads posts 7 MiB review bodies to addr until stop, sending all
+// but the last byte of each and then waiting until the server gives up on
+// it: the attack that pinned memory when bodies were read without bounds.
+func stallUploads(addr string, stop <-chan struct{}) {
+	const size = 7 << 20
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			continue
+		}
+		closed := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, conn); close(closed) }()
+		fmt.Fprintf(conn, "POST /validate-apps-v1-statefulset HTTP/1.1\r\nHost: stateguard\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", size)
+		for sent := 0; sent < size-1; sent += len(chunk) {
+			if _, err := conn.Write(chunk[:min(len(chunk), size-1-sent)]); err != nil {
+				break
+			}
+		}
+		select {
+		case <-stop:
+		case <-closed:
+		}
+		conn.Close()
+	}
+}
+
+// residentBytes is the resident memory a stateguard Pod reports.
+func residentBytes(t *testing.T, podIP string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + net.JoinHostPort(podIP, "8080") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if value, ok := strings.CutPrefix(line, "process_resident_memory_bytes "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("no process_resident_memory_bytes in the metrics")
+	return 0
+}
+
 // webhookProbe is the example StatefulSet without its headless Service,
 // in namespace ns: every write of it is sent to stateguard, which denies it.
 func webhookProbe(t *testing.T, ns string) string {
@@ -294,6 +395,7 @@ type pod struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
 	Status struct {
+		PodIP      string `json:"podIP"`
 		Phase      string `json:"phase"`
 		Conditions []struct {
 			Type               string    `json:"type"`
