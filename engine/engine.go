@@ -242,4 +242,6 @@ var (
 	specPath     = field.NewPath("spec")
 	podSpecPath  = specPath.Child("template", "spec")
 	podLabelPath = specPath.Child("template", "metadata", "labels")
+	// serviceNamePath is built once: every StatefulSet judged may report it.
+	serviceNamePath = specPath.Child("serviceName")
 )

@@ -44,13 +44,12 @@ const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " +
 func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
 	const rule = RuleHeadlessService
 	var vs []violation
-	serviceName := specPath.Child("serviceName")
 	add := func(key string, field *field.Path, msg string) {
 		vs = append(vs, violation{rule: rule, key: rule + "/" + key, field: field, message: msg + exemptHeadlessHint})
 	}
 	name, ns := sts.Spec.ServiceName, sts.Namespace
 	if name == "" {
-		add("empty", serviceName, "is empty, so the Pods get no stable DNS names: set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels")
+		add("empty", serviceNamePath, "is empty, so the Pods get no stable DNS names: set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels")
 		return vs, nil
 	}
 	svc, err := lk.Service(ctx, ns, name)
@@ -58,20 +57,20 @@ func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk
 		return nil, fmt.Errorf("looking up Service %s/%s: %w", ns, name, err)
 	}
 	if svc == nil {
-		add("missing", serviceName, fmt.Sprintf("Service %q not found in namespace %q, so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named %q whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one", name, ns, name))
+		add("missing", serviceNamePath, fmt.Sprintf("Service %q not found in namespace %q, so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named %q whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one", name, ns, name))
 		return vs, nil
 	}
 	if svc.Spec.Type != "" && svc.Spec.Type != corev1.ServiceTypeClusterIP {
-		add("not-headless", serviceName, fmt.Sprintf("Service %q in namespace %q is not headless (type %s): point spec.serviceName at a Service with type: ClusterIP and clusterIP: None", name, ns, svc.Spec.Type))
+		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (type %s): point spec.serviceName at a Service with type: ClusterIP and clusterIP: None", name, ns, svc.Spec.Type))
 	} else if svc.Spec.ClusterIP != corev1.ClusterIPNone {
 		ip := svc.Spec.ClusterIP
 		if ip == "" {
 			ip = "not set, so one is allocated"
 		}
-		add("not-headless", serviceName, fmt.Sprintf("Service %q in namespace %q is not headless (clusterIP %s): set clusterIP: None (clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)", name, ns, ip))
+		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (clusterIP %s): set clusterIP: None (clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)", name, ns, ip))
 	}
 	if len(svc.Spec.Selector) == 0 {
-		add("selector", serviceName, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
+		add("selector", serviceNamePath, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
 	} else if missing := unmatchedSelector(svc.Spec.Selector, sts.Spec.Template.Labels); missing != "" {
 		add("selector", podLabelPath, fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods", name, ns, missing))
 	}

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -156,6 +154,7 @@ func (h defaulting) Handle(ctx context.Context, req admission.Request) admission
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	}
+	before := defaultedPartsOf(sts)
 	changed, warnings, err := h.engine().DefaultStatefulSet(ctx, sts, old, h.lookup)
 	if err != nil {
 		h.log.Error(err, "could not default", "namespace", sts.Namespace, "name", sts.Name)
@@ -167,25 +166,55 @@ func (h defaulting) Handle(ctx context.Context, req admission.Request) admission
 	if len(changed) == 0 {
 		return admission.Allowed("")
 	}
-	return patchResponse(req.Object.Raw, sts)
+	return patchResponse(before, defaultedPartsOf(sts))
 }
 
-// patchResponse admits with the JSON patch from the object as the API
-// server sent it to obj, computed by jsonpatch from the two documents as
-// controller-runtime's defaulters do. Its "remove" operations are dropped:
-// the defaults only ever add or replace, and a field newer than
-// stateguard's API types, missing from obj, must not be removed.
-func patchResponse(raw []byte, obj any) admission.Response {
-	marshalled, err := json.Marshal(obj)
+// defaultedParts are the parts of a StatefulSet that engine.DefaultStatefulSet
+// may change, where they sit in the object. Of the annotations only its
+// own is kept, in a map that exists when the object's does: the patch then
+// adds the one annotation, or the map when the object has none.
+type defaultedParts struct {
+	Metadata struct {
+		Annotations *map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		PodManagementPolicy                  appsv1.PodManagementPolicyType                          `json:"podManagementPolicy,omitempty"`
+		PersistentVolumeClaimRetentionPolicy *appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy `json:"persistentVolumeClaimRetentionPolicy,omitempty"`
+	} `json:"spec"`
+}
+
+// defaultedPartsOf copies the parts of sts the defaults may change.
+func defaultedPartsOf(sts *appsv1.StatefulSet) defaultedParts {
+	var p defaultedParts
+	if sts.Annotations != nil {
+		own := map[string]string{}
+		if v, ok := sts.Annotations[engine.AnnotationDefaulted]; ok {
+			own[engine.AnnotationDefaulted] = v
+		}
+		p.Metadata.Annotations = &own
+	}
+	p.Spec.PodManagementPolicy = sts.Spec.PodManagementPolicy
+	if r := sts.Spec.PersistentVolumeClaimRetentionPolicy; r != nil {
+		p.Spec.PersistentVolumeClaimRetentionPolicy = r.DeepCopy()
+	}
+	return p
+}
+
+// patchResponse admits with the JSON patch that jsonpatch computes from
+// the defaulted parts of the object before and after. The patch applies to
+// the whole object, whose paths they keep; diffing only them, not two
+// whole objects, costs microseconds, and never touches a field stateguard's
+// API types do not know.
+func patchResponse(before, after defaultedParts) admission.Response {
+	original, err := json.Marshal(before)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	resp := admission.PatchResponseFromRaw(raw, marshalled)
-	resp.Patches = slices.DeleteFunc(resp.Patches, func(op jsonpatch.Operation) bool { return op.Operation == "remove" })
-	if len(resp.Patches) == 0 {
-		resp.PatchType = nil
+	current, err := json.Marshal(after)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	return resp
+	return admission.PatchResponseFromRaw(original, current)
 }
 
 // scales validates writes of deployments/scale (kubectl scale). The object
