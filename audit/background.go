@@ -29,7 +29,7 @@ const (
 )
 
 // Background audits the cluster from the server's caches every Interval,
-// on the elected leader only. Each pass sets the metrics, records a Warning
+// while its replica leads (the server starts it for each term). Each pass sets the metrics, records a Warning
 // Event once per distinct violation and, when the CRD is installed, writes
 // one PolicyReport per namespace.
 type Background struct {
@@ -47,8 +47,6 @@ type Background struct {
 	// their Event, as the Ledger stores them.
 	emitted map[string]bool
 }
-
-func (b *Background) NeedLeaderElection() bool { return true }
 
 // Start runs a pass at once, then every Interval, until ctx ends.
 func (b *Background) Start(ctx context.Context) error {

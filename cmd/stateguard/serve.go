@@ -20,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -62,7 +63,7 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "the directory holding tls.crt and tls.key, reloaded when they change")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `the address of the metrics endpoint ("0" disables it)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
-	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the background audit")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas (Lease stateguard.io in --namespace) for the background audit and self-managed certificate rotation; losing the Lease stops that work, never the webhook")
 	fs.DurationVar(&o.auditInterval, "audit-interval", 0, "how often to audit the cluster in the background, on the elected leader (0 disables it)")
 	fs.StringVar(&o.auditLedger, "audit-ledger", "stateguard-audit", "the ConfigMap (in --namespace) where the background audit records which violations have had their Event, so that none is recorded twice")
 	fs.StringVar(&o.excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "the namespaces the background audit skips, comma-separated: those the webhook configurations exclude")
@@ -90,6 +91,8 @@ func (o *serveOptions) validate() error {
 		return fmt.Errorf("--audit-interval %v: must be positive, or 0 to disable the background audit", o.auditInterval)
 	case o.auditInterval > 0 && o.namespace == "":
 		return errors.New("--audit-interval needs --namespace (or $POD_NAMESPACE) for the ConfigMap of --audit-ledger")
+	case o.leaderElect && o.namespace == "":
+		return errors.New("--leader-elect needs --namespace (or $POD_NAMESPACE) for its Lease")
 	case o.certificate != "" && o.namespace == "":
 		return errors.New("--certificate needs --namespace (or $POD_NAMESPACE)")
 	case selfManaged && (o.certSecret == "" || o.webhookService == "" || o.webhookConfiguration == "" || o.namespace == ""):
@@ -111,13 +114,14 @@ func (o *serveOptions) server() server.Options {
 	opts := server.Options{
 		ConfigFile: o.configFile, CertDir: o.certDir, Certificate: o.certificate, CertificateNamespace: o.namespace,
 		AuditInterval: o.auditInterval, ExcludedNamespaces: commalist.Split(o.excluded),
-		AuditLedger: types.NamespacedName{Namespace: o.namespace, Name: o.auditLedger},
-		Limits:      o.limits,
+		AuditLedger:    types.NamespacedName{Namespace: o.namespace, Name: o.auditLedger},
+		Limits:         o.limits,
+		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.namespace,
 	}
 	if o.certSecret != "" {
 		opts.CertRotation = &server.CertRotation{
 			Namespace: o.namespace, Secret: o.certSecret, Service: o.webhookService,
-			WebhookConfiguration: o.webhookConfiguration, LeaderElection: o.leaderElect,
+			WebhookConfiguration: o.webhookConfiguration,
 		}
 	}
 	return opts
@@ -144,6 +148,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := zap.New(zap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(log)
+	klog.SetLogger(log) // client-go's leader election and caches log through klog
 	if o.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// Collect before the kernel OOM-kills the replica: the heap is
 		// most, not all, of what the container holds.
@@ -164,14 +169,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		panic(err)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "stateguard.io",
-		LeaderElectionReleaseOnCancel: true,        // hand over at once on SIGTERM
-		LeaderElectionNamespace:       o.namespace, // in a cluster, "" means the Pod's own
-		Cache:                         cache.Options{DefaultTransform: server.SlimObject},
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		// No leader election here: the server elects the leader of the
+		// audit and certificate rotation itself, so that losing the Lease
+		// stops that work and not the webhook.
+		Cache: cache.Options{DefaultTransform: server.SlimObject},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Port:    o.port,
 			CertDir: o.certDir,

@@ -14,14 +14,15 @@ type CertRotation struct {
 	Secret               string // holds ca.crt, tls.crt and tls.key
 	Service              string // the webhook Service the certificate is for
 	WebhookConfiguration string // the validating and mutating configurations' name
-	LeaderElection       bool   // rotate on the elected leader only
 }
 
 // addCertRotator has OPA's cert-controller (the rotator Gatekeeper uses)
 // generate the CA and serving certificate into the Secret, renew them
 // before they expire, and inject the CA into both webhook configurations.
-// Every replica serves the certificate from the Secret's volume.
-func addCertRotator(mgr manager.Manager, c CertRotation, certDir string) error {
+// Every replica serves the certificate from the Secret's volume; the
+// leader rotates it, with a rotator of its own for each term (term names
+// its controller: controller names are unique in a process).
+func addCertRotator(mgr manager.Manager, c CertRotation, certDir string, term int) error {
 	if c.Namespace == "" || c.Secret == "" || c.Service == "" || c.WebhookConfiguration == "" {
 		return fmt.Errorf("self-managed TLS needs the namespace, the Secret, the Service and the webhook configuration names (got %+v)", c)
 	}
@@ -38,7 +39,7 @@ func addCertRotator(mgr manager.Manager, c CertRotation, certDir string) error {
 			{Name: c.WebhookConfiguration, Type: rotator.Validating},
 			{Name: c.WebhookConfiguration, Type: rotator.Mutating},
 		},
-		FieldOwner:            "stateguard",
-		RequireLeaderElection: c.LeaderElection,
+		FieldOwner:     "stateguard",
+		ControllerName: fmt.Sprintf("stateguard-cert-rotator-%d", term),
 	})
 }

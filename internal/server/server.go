@@ -59,6 +59,10 @@ type Options struct {
 	AuditInterval      time.Duration
 	ExcludedNamespaces []string
 	AuditLedger        types.NamespacedName
+	// LeaderElection has one replica at a time audit and rotate the
+	// certificate, electing it with the Lease in LeaderElectionNamespace.
+	LeaderElection          bool
+	LeaderElectionNamespace string
 	// Limits bound the reviews in flight.
 	Limits webhook.Limits
 }
@@ -90,11 +94,15 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 		return err
 	}
 	informers := cachedKinds
+	var background *audit.Background
 	if opts.AuditInterval > 0 {
 		informers = append(slices.Clip(informers), &appsv1.StatefulSet{})
-		if err := addBackgroundAudit(mgr, policy, opts, log.WithName("audit")); err != nil {
+		if background, err = newBackgroundAudit(mgr, policy, opts, log.WithName("audit")); err != nil {
 			return err
 		}
+	}
+	if err := addLeaderWork(mgr, opts, background, log.WithName("leader")); err != nil {
+		return err
 	}
 	synced, err := startInformers(ctx, mgr, informers, log)
 	if err != nil {
@@ -115,14 +123,9 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	return mgr.AddHealthzCheck("ping", healthz.Ping)
 }
 
-// setupTLS adds self-managed certificate rotation or the cert-manager
-// Certificate watch, as configured.
+// setupTLS adds the cert-manager Certificate watch when it is configured
+// (self-managed rotation is the leader's work).
 func setupTLS(mgr manager.Manager, opts Options, log logr.Logger) error {
-	if opts.CertRotation != nil {
-		if err := addCertRotator(mgr, *opts.CertRotation, opts.CertDir); err != nil {
-			return err
-		}
-	}
 	if opts.Certificate == "" {
 		return nil
 	}
@@ -176,18 +179,48 @@ func startInformers(ctx context.Context, mgr manager.Manager, objs []client.Obje
 	}))
 }
 
-// addBackgroundAudit adds the background audit, which runs on the elected
+// addLeaderWork adds the work one replica does at a time: certificate
+// rotation when self-managed, and the background audit when enabled.
+func addLeaderWork(mgr manager.Manager, opts Options, background *audit.Background, log logr.Logger) error {
+	if opts.CertRotation == nil && background == nil {
+		return nil
+	}
+	w := &leaderWork{log: log, term: func(ctx context.Context, n int) error {
+		term := &termRunnables{Manager: mgr}
+		if opts.CertRotation != nil {
+			if err := addCertRotator(term, *opts.CertRotation, opts.CertDir, n); err != nil {
+				return err
+			}
+		}
+		if background != nil {
+			_ = term.Add(background)
+		}
+		return term.run(ctx)
+	}}
+	if opts.LeaderElection {
+		clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		if w.lock, err = newLeaseLock(clientset, opts.LeaderElectionNamespace); err != nil {
+			return err
+		}
+	}
+	return mgr.Add(w)
+}
+
+// newBackgroundAudit is the background audit, which runs on the elected
 // leader and reads the same caches as the webhook.
-func addBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log logr.Logger) error {
+func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log logr.Logger) (*audit.Background, error) {
 	// A first pass may record many Events at once; client-go's default
 	// of 5 requests per second would stretch it to minutes.
 	eventsConfig := rest.CopyConfig(mgr.GetConfig())
 	eventsConfig.QPS, eventsConfig.Burst = 50, 100
 	clientset, err := kubernetes.NewForConfig(eventsConfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return mgr.Add(&audit.Background{
+	return &audit.Background{
 		Cache:    mgr.GetCache(),
 		Engine:   policy.Engine,
 		Interval: opts.AuditInterval,
@@ -200,7 +233,7 @@ func addBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 		},
 		Metrics: audit.NewMetrics(ctrlmetrics.Registry),
 		Log:     log,
-	})
+	}, nil
 }
 
 // SlimObject is the caches' transform: audit.Slim, which drops what no
