@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -53,7 +54,7 @@ func TestMain(m *testing.M) {
 func TestChartOnTheNode(t *testing.T) {
 	cleanup := func() {
 		_, _ = helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
-		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "e2e-attack", "--ignore-not-found", "--wait", "--timeout=120s")
+		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "e2e-attack", "e2e-rollout", "--ignore-not-found", "--wait", "--timeout=120s")
 	}
 	cleanup()
 	t.Cleanup(cleanup)
@@ -221,6 +222,79 @@ func TestChartOnTheNode(t *testing.T) {
 		}
 	})
 
+	t.Run("a rollout restart of stateguard fails no admission", func(t *testing.T) {
+		const ns = "e2e-rollout"
+		mustKubectl(t, "create", "namespace", ns)
+		stop := make(chan struct{})
+		results := make(chan error, 1)
+		go func() { results <- steadyCreates(t, ns, stop) }()
+		time.Sleep(3 * time.Second)
+		mustKubectl(t, "-n", namespace, "rollout", "restart", "deployment/"+release)
+		mustKubectl(t, "-n", namespace, "rollout", "status", "deployment/"+release, "--timeout=180s")
+		// The old replicas sleep in preStop, then shut down.
+		waitFor(t, 60*time.Second, "the old replicas to be gone", func() bool { return len(stateguardPods(t)) == 2 })
+		close(stop)
+		if err := <-results; err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("the API server out of reach for 60 s: both replicas keep serving", func(t *testing.T) {
+		pidFile := filepath.Join(filepath.Dir(kubeconfig), "pids", "kube-apiserver")
+		data, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			t.Fatalf("%s: %v", pidFile, err)
+		}
+		before := stateguardPods(t)
+		// Stopped, not killed: it answers nothing, as when the network to it is down.
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+		time.Sleep(60 * time.Second)
+		resume()
+		waitFor(t, 60*time.Second, "the API server to answer again", func() bool {
+			_, err := kubectl("get", "--raw", "/readyz")
+			return err == nil
+		})
+		awaitWebhook(t)
+		lost := false
+		for _, p := range before {
+			logs, _ := kubectl("-n", namespace, "logs", p.Metadata.Name, "-c", "stateguard")
+			lost = lost || strings.Contains(logs, "lost the Lease")
+		}
+		if !lost {
+			t.Error(`no replica logged "lost the Lease": the outage was too short to test what it should`)
+		}
+		for _, p := range before {
+			restarts := mustKubectl(t, "-n", namespace, "get", "pod", p.Metadata.Name, "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
+			if restarts != "0" {
+				t.Errorf("%s restarted %s times: losing the Lease must stop the leader's work, not the server", p.Metadata.Name, restarts)
+			}
+		}
+		waitFor(t, 60*time.Second, "a replica to hold the Lease again", func() bool {
+			holder, _ := kubectl("-n", namespace, "get", "lease", "stateguard.io", "-o", "jsonpath={.spec.holderIdentity}")
+			name, _, _ := strings.Cut(holder, "_")
+			return name == before[0].Metadata.Name || name == before[1].Metadata.Name
+		})
+		if out, err := kubectlStdin(webhookProbe(t, "default"), "apply", "-f", "-"); err == nil || !strings.Contains(out, "denied the request") {
+			t.Errorf("after the API server came back: err=%v, want stateguard's denial:\n%s", err, out)
+		}
+	})
+
 	t.Run("with every replica gone, only what stateguard guards is refused", func(t *testing.T) {
 		const ns = "e2e-outage"
 		mustKubectl(t, "create", "namespace", ns)
@@ -310,6 +384,35 @@ func awaitWebhook(t *testing.T) {
 		out, err := kubectlStdin(webhookProbe(t, "default"), "apply", "--dry-run=server", "-f", "-")
 		return !strings.Contains(out, "failed calling webhook") && (err == nil || strings.Contains(out, "denied the request"))
 	})
+}
+
+// steadyCreates creates StatefulSets through the API server, 5 a second,
+// until stop, and reports every create stateguard did not judge: each must
+// be denied by it (the probe has no Service), none may fail to reach it.
+func steadyCreates(t *testing.T, ns string, stop <-chan struct{}) error {
+	probe := webhookProbe(t, ns)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var sent, failed int
+	var first string
+	for {
+		select {
+		case <-stop:
+			t.Logf("%d StatefulSet creates during the rollout, %d not judged", sent, failed)
+			if failed > 0 {
+				return fmt.Errorf("%d of %d creates were not judged by stateguard; the first:\n%s", failed, sent, first)
+			}
+			return nil
+		case <-tick.C:
+		}
+		sent++
+		out, err := kubectlStdin(probe, "create", "-f", "-")
+		if err == nil || !strings.Contains(out, "denied the request") {
+			if failed++; failed == 1 {
+				first = out
+			}
+		}
+	}
 }
 
 // stallUploads posts 7 MiB review bodies to addr until stop, sending all
