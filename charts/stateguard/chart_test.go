@@ -254,14 +254,18 @@ func TestDeploymentSecurity(t *testing.T) {
 		if !memoryLimit {
 			t.Errorf("env %+v: want MEMORY_LIMIT from the container's limits.memory", c.Env)
 		}
-		var tlsSecret string
+		var tls corev1.Volume
 		for _, v := range pod.Volumes {
-			if v.Secret != nil {
-				tlsSecret = v.Secret.SecretName
+			if v.Name == "tls" {
+				tls = v
 			}
 		}
-		if tlsSecret != "sg-stateguard-tls" {
-			t.Errorf("the serving certificate comes from Secret %q, want sg-stateguard-tls", tlsSecret)
+		switch selfManaged := slices.Contains(mode, "certManager.enabled=false"); {
+		case !selfManaged && (tls.Secret == nil || tls.Secret.SecretName != "sg-stateguard-tls"):
+			t.Errorf("with cert-manager, the serving certificate volume is %+v, want Secret sg-stateguard-tls", tls.VolumeSource)
+		case selfManaged && (tls.EmptyDir == nil || tls.EmptyDir.Medium != corev1.StorageMediumMemory):
+			// The server writes the certificate there from the Secret.
+			t.Errorf("self-managed, the serving certificate volume is %+v, want an emptyDir in memory", tls.VolumeSource)
 		}
 	}
 }

@@ -123,9 +123,17 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	return mgr.AddHealthzCheck("ping", healthz.Ping)
 }
 
-// setupTLS adds the cert-manager Certificate watch when it is configured
-// (self-managed rotation is the leader's work).
+// setupTLS has every replica write a self-managed certificate into the
+// certificate directory (its rotation is the leader's work), or adds the
+// cert-manager Certificate watch.
 func setupTLS(mgr manager.Manager, opts Options, log logr.Logger) error {
+	if c := opts.CertRotation; c != nil {
+		clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		return mgr.Add(&certFiles{clientset: clientset, namespace: c.Namespace, secret: c.Secret, dir: opts.CertDir, log: log.WithName("certificate")})
+	}
 	if opts.Certificate == "" {
 		return nil
 	}
