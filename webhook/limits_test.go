@@ -62,14 +62,8 @@ func TestLargeBodiesCannotCrowdOutReviews(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a third large upload waits instead of being refused")
 	}
-	body := reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil)
-	resp, err := http.Post(server.URL, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("an ordinary review during the stalled uploads: HTTP %d, want 200", resp.StatusCode)
+	if code := postReview(t, server.URL); code != http.StatusOK {
+		t.Errorf("an ordinary review during the stalled uploads: HTTP %d, want 200", code)
 	}
 }
 
@@ -93,13 +87,19 @@ func TestStalledBodiesTimeOut(t *testing.T) {
 		t.Fatal("a stalled body is still being read after 5 s")
 	}
 	t.Logf("a stalled body was given up after %s", time.Since(start).Round(time.Millisecond))
+	if code := postReview(t, server.URL); code != http.StatusOK {
+		t.Errorf("a review after the stalled one: HTTP %d, want 200: the slot was not freed", code)
+	}
+}
+
+// postReview posts the review of a database's StatefulSet and returns the HTTP status.
+func postReview(t *testing.T, url string) int {
+	t.Helper()
 	body := reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil)
-	resp, err := http.Post(server.URL, "application/json", bytes.NewReader(body))
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("a review after the stalled one: HTTP %d, want 200: the slot was not freed", resp.StatusCode)
-	}
+	return resp.StatusCode
 }
