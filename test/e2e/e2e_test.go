@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 func TestChartOnTheNode(t *testing.T) {
 	cleanup := func() {
 		_, _ = helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
-		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "e2e-attack", "e2e-rollout", "--ignore-not-found", "--wait", "--timeout=120s")
+		_, _ = kubectl("delete", "namespace", namespace, "shop", "statefulset-demo", "e2e-dryrun", "e2e-outage", "e2e-attack", "e2e-rollout", "e2e-broken-install", "--ignore-not-found", "--wait", "--timeout=120s")
 	}
 	cleanup()
 	t.Cleanup(cleanup)
@@ -343,6 +343,11 @@ spec:
 		if out, err := helm("upgrade", release, chart, "--namespace", namespace, "--reuse-values", "--wait", "--timeout", "3m"); err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
 		}
+		// What slipped through is reported once stateguard is back.
+		waitFor(t, 60*time.Second, "the background audit's Event on the StatefulSet admitted during the outage", func() bool {
+			out, _ := kubectl("-n", ns, "get", "events", "--field-selector", "reason=PolicyViolation,involvedObject.name=redis", "-o", "jsonpath={.items[*].message}")
+			return strings.Contains(out, "statefulset-headless-service")
+		})
 	})
 
 	t.Run("helm upgrade to dryrun admits the violations silently", func(t *testing.T) {
@@ -371,6 +376,25 @@ spec:
 		// What stateguard denied is admitted.
 		if out, err := kubectl("apply", "-f", examples+"/violations/emptydir-data.yaml"); err != nil || !strings.Contains(out, "statefulset.apps/mysql created") {
 			t.Errorf("without stateguard, kubectl apply: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("an install whose image cannot be pulled refuses only what stateguard guards, and the recovery command restores the rest", func(t *testing.T) {
+		const ns = "e2e-broken-install"
+		mustKubectl(t, "create", "namespace", ns)
+		if out, err := helm("install", release, chart, "--namespace", namespace, "--set", "image.tag=does-not-exist"); err != nil {
+			t.Fatalf("helm install: %v\n%s", err, out)
+		}
+		defer func() { _, _ = helm("uninstall", release, "--namespace", namespace, "--wait") }()
+		mustKubectlStdin(t, claimlessDeployment("web", 1), "-n", ns, "apply", "-f", "-")
+		mustKubectl(t, "-n", ns, "scale", "deployment/web", "--replicas=2")
+		waitFor(t, 60*time.Second, "the webhook configurations to refuse a StatefulSet", func() bool {
+			out, err := kubectlStdin(webhookProbe(t, ns), "apply", "--dry-run=server", "-f", "-")
+			return err != nil && strings.Contains(out, `failed calling webhook "statefulsets.validate.stateguard.io"`)
+		})
+		mustKubectl(t, "delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "-l", "app.kubernetes.io/instance="+release)
+		if out, err := kubectlStdin(webhookProbe(t, ns), "apply", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("after the recovery command, a StatefulSet: %v\n%s", err, out)
 		}
 	})
 }
