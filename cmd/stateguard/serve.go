@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	polv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
@@ -50,6 +52,7 @@ type serveOptions struct {
 	auditInterval                                               time.Duration
 	excluded, auditLedger                                       string
 	limits                                                      webhook.Limits
+	shutdownDelay                                               time.Duration
 	memoryLimit                                                 int64
 	qps                                                         float64
 	burst                                                       int
@@ -75,6 +78,7 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.InFlight, "max-reviews-in-flight", webhook.DefaultLimits.InFlight, "how many reviews are handled at once; more get 429 Too Many Requests at once")
 	fs.IntVar(&o.limits.InFlightLarge, "max-large-reviews-in-flight", webhook.DefaultLimits.InFlightLarge, "how many of those may have a body above 1 MiB (up to 7 MiB each)")
 	fs.DurationVar(&o.limits.ReadTimeout, "review-read-timeout", webhook.DefaultLimits.ReadTimeout, "how long a review's body may take to arrive")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving this long while /readyz reports not ready, so that load balancers stop sending first (in Kubernetes the chart's preStop sleep does this)")
 	fs.Int64Var(&o.memoryLimit, "memory-limit", memoryLimitFromEnv(), "the container's memory limit in bytes (default: $MEMORY_LIMIT): the garbage collector keeps the heap under 90% of it; GOMEMLIMIT, when set, wins; 0 sets none")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (live reads that confirm a cache miss, the Deployment behind a scale)")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "the burst above --kube-api-qps")
@@ -101,6 +105,8 @@ func (o *serveOptions) validate() error {
 		return fmt.Errorf("--max-reviews-in-flight %d and --max-large-reviews-in-flight %d: must be at least 1", o.limits.InFlight, o.limits.InFlightLarge)
 	case o.limits.ReadTimeout <= 0:
 		return fmt.Errorf("--review-read-timeout %v: must be positive", o.limits.ReadTimeout)
+	case o.shutdownDelay < 0:
+		return fmt.Errorf("--shutdown-delay %v: must be 0 or more", o.shutdownDelay)
 	case o.memoryLimit < 0:
 		return fmt.Errorf("--memory-limit %d: must be 0 or more bytes", o.memoryLimit)
 	case o.qps <= 0 || o.burst < 1:
@@ -127,8 +133,9 @@ func (o *serveOptions) server() server.Options {
 	return opts
 }
 
-// runServe runs the admission webhook until ctx ends (SIGTERM): the webhook
-// server then stops accepting, finishes in-flight reviews and closes idle
+// runServe runs the admission webhook until ctx ends (SIGTERM): /readyz
+// then fails at once, the webhook keeps serving for --shutdown-delay, and
+// then stops accepting, finishes in-flight reviews and closes idle
 // connections before the process exits.
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stateguard serve", flag.ContinueOnError)
@@ -194,8 +201,34 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error(err, "setting up the server")
 		return exitServeInvalid
 	}
+	var stopping atomic.Bool
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if stopping.Load() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		log.Error(err, "setting up the server")
+		return exitServeInvalid
+	}
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-run.Done():
+			return
+		}
+		stopping.Store(true)
+		log.Info("stopping: not ready, serving on until the delay ends", "delay", o.shutdownDelay.String())
+		select {
+		case <-time.After(o.shutdownDelay):
+		case <-run.Done():
+		}
+		stop()
+	}()
 	log.Info("starting", "version", version, "port", o.port, "config", o.configFile, "goMemoryLimit", debug.SetMemoryLimit(-1))
-	if err := mgr.Start(ctx); err != nil {
+	if err := mgr.Start(run); err != nil {
 		log.Error(err, "the manager stopped")
 		return exitServeFailed
 	}

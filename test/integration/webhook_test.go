@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -478,5 +480,64 @@ func TestMetrics(t *testing.T) {
 	}
 	if got := metricSum(t, "stateguard_config_reload_errors_total"); got < 0 {
 		t.Errorf("stateguard_config_reload_errors_total: %v", got)
+	}
+}
+
+// TestShutdownDelay: after SIGTERM, /readyz fails at once while the webhook
+// keeps serving for --shutdown-delay, then the server exits 0.
+func TestShutdownDelay(t *testing.T) {
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(stateguardBin, "serve", "--kubeconfig", kubeconfig, "--cert-dir", certDir,
+		"--port", fmt.Sprint(ports[0]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--shutdown-delay", "3s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])
+	if err := waitReady(readyz, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() bool {
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for ready() {
+		if time.Since(stopped) > time.Second {
+			t.Fatal("/readyz still passes 1 s after SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("the webhook stopped serving within the delay: %v", err)
+	}
+	conn.Close()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit: %v, want status 0", err)
+		}
+		if elapsed := time.Since(stopped); elapsed < 3*time.Second {
+			t.Errorf("exited %s after SIGTERM, before the 3 s delay", elapsed.Round(time.Millisecond))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30 s after SIGTERM")
 	}
 }
