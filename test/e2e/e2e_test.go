@@ -270,7 +270,21 @@ func TestChartOnTheNode(t *testing.T) {
 			_, err := kubectl("get", "--raw", "/readyz")
 			return err == nil
 		})
-		awaitWebhook(t)
+		// The node's heartbeats stopped with the API server: the node
+		// controller may mark it NotReady, and its Pods unready, a few
+		// seconds after the API server is back, until the kubelet reports.
+		// Wait until the node, both replicas and the webhook hold for 20 s.
+		waitSteady(t, 2*time.Minute, 20*time.Second, "the node, both replicas and the webhook to be steady", func() bool {
+			node, _ := kubectl("get", "nodes", "-o", `jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}`)
+			ready := 0
+			for _, p := range stateguardPods(t) {
+				if p.ready() {
+					ready++
+				}
+			}
+			out, err := kubectlStdin(webhookProbe(t, "default"), "apply", "--dry-run=server", "-f", "-")
+			return node == "True" && ready == 2 && err != nil && strings.Contains(out, "denied the request")
+		})
 		lost := false
 		for _, p := range before {
 			logs, _ := kubectl("-n", namespace, "logs", p.Metadata.Name, "-c", "stateguard")
@@ -614,6 +628,23 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// waitSteady waits until cond has held for hold without a break.
+func waitSteady(t *testing.T, timeout, hold time.Duration, what string, cond func() bool) {
+	t.Helper()
+	var since time.Time
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		switch {
+		case !cond():
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= hold:
+			return
+		}
+	}
+	t.Fatalf("waited %s for %s", timeout, what)
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, done func() bool) {
