@@ -46,7 +46,7 @@ const (
 type serveOptions struct {
 	kubeconfig, configFile, certDir, metricsAddr, probeAddr     string
 	certSecret, webhookService, webhookConfiguration, namespace string
-	certificate                                                 string
+	mutatingWebhookConfiguration, certificate                   string
 	port                                                        int
 	leaderElect                                                 bool
 	auditInterval                                               time.Duration
@@ -72,7 +72,8 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "the namespaces the background audit skips, comma-separated: those the webhook configurations exclude")
 	fs.StringVar(&o.certSecret, "cert-secret", "", "self-managed TLS: keep a generated CA and serving certificate in this Secret (mounted at --cert-dir), renew them, and inject the CA into the webhook configurations")
 	fs.StringVar(&o.webhookService, "webhook-service", "", "self-managed TLS: the Service the API server calls (the certificate is for NAME.NAMESPACE.svc)")
-	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the name of the validating and mutating webhook configurations")
+	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", "", "self-managed TLS: the ValidatingWebhookConfiguration to inject the CA into")
+	fs.StringVar(&o.mutatingWebhookConfiguration, "mutating-webhook-configuration", "", "the MutatingWebhookConfiguration that sends StatefulSets to the defaulting webhook, registered when the policy sets a default (self-managed TLS injects the CA into it); without it, defaults in --config are not applied and a warning says so")
 	fs.StringVar(&o.certificate, "certificate", "", "the cert-manager Certificate (in --namespace) that issues the serving certificate: export stateguard_certificate_ready and stateguard_certificate_expiry_timestamp_seconds")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the namespace of the Certificate, of the self-managed Secret and the Service, and of the --audit-ledger ConfigMap (default: $POD_NAMESPACE)")
 	fs.IntVar(&o.limits.InFlight, "max-reviews-in-flight", webhook.DefaultLimits.InFlight, "how many reviews are handled at once; more get 429 Too Many Requests at once")
@@ -123,11 +124,13 @@ func (o *serveOptions) server() server.Options {
 		AuditLedger:    types.NamespacedName{Namespace: o.namespace, Name: o.auditLedger},
 		Limits:         o.limits,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.namespace,
+		MutatingWebhookConfiguration: o.mutatingWebhookConfiguration,
 	}
 	if o.certSecret != "" {
 		opts.CertRotation = &server.CertRotation{
 			Namespace: o.namespace, Secret: o.certSecret, Service: o.webhookService,
-			WebhookConfiguration: o.webhookConfiguration,
+			ValidatingWebhookConfiguration: o.webhookConfiguration,
+			MutatingWebhookConfiguration:   o.mutatingWebhookConfiguration,
 		}
 	}
 	return opts

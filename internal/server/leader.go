@@ -106,34 +106,24 @@ func (w *leaderWork) campaign(ctx context.Context, n int) error {
 	return nil
 }
 
-// termRunnables collects what is added to it for one term, and hands the
-// rest of the manager through: cert-controller adds its runnables to a
-// manager.
-type termRunnables struct {
-	manager.Manager
-	runnables []manager.Runnable
-}
-
-func (t *termRunnables) Add(r manager.Runnable) error {
-	t.runnables = append(t.runnables, r)
-	return nil
-}
+// termRunnables is the work of one term.
+type termRunnables []manager.Runnable
 
 // run starts every runnable and returns when ctx ends or one fails; the
 // others are stopped then.
-func (t *termRunnables) run(ctx context.Context) error {
+func (t termRunnables) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		r   manager.Runnable
 		err error
 	}
-	results := make(chan result, len(t.runnables))
-	for _, r := range t.runnables {
+	results := make(chan result, len(t))
+	for _, r := range t {
 		go func() { results <- result{r, r.Start(ctx)} }()
 	}
 	var first error
-	for range t.runnables {
+	for range t {
 		if res := <-results; res.err != nil && first == nil {
 			first = fmt.Errorf("%T: %w", res.r, res.err)
 			cancel()

@@ -45,6 +45,9 @@ var cachedKinds = []client.Object{
 type Options struct {
 	ConfigFile string // the policy file; "" runs the built-in policy
 	CertDir    string // holds tls.crt and tls.key
+	// MutatingWebhookConfiguration sends StatefulSets to the defaulting
+	// webhook; "" when none is registered (the policy sets no default).
+	MutatingWebhookConfiguration string
 	// CertRotation, when set, has stateguard keep its own CA and serving
 	// certificate in a Secret and inject the CA into its webhook
 	// configurations.
@@ -69,7 +72,7 @@ type Options struct {
 
 // Setup adds everything `stateguard serve` runs to mgr.
 func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logger) error {
-	policy, err := NewPolicy(opts.ConfigFile, ctrlmetrics.Registry, log.WithName("policy"))
+	policy, err := NewPolicy(opts.ConfigFile, opts.MutatingWebhookConfiguration != "", ctrlmetrics.Registry, log.WithName("policy"))
 	if err != nil {
 		return err
 	}
@@ -128,6 +131,9 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 // cert-manager Certificate watch.
 func setupTLS(mgr manager.Manager, opts Options, log logr.Logger) error {
 	if c := opts.CertRotation; c != nil {
+		if err := c.validate(); err != nil {
+			return err
+		}
 		clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return err
@@ -193,15 +199,21 @@ func addLeaderWork(mgr manager.Manager, opts Options, background *audit.Backgrou
 	if opts.CertRotation == nil && background == nil {
 		return nil
 	}
-	w := &leaderWork{log: log, term: func(ctx context.Context, n int) error {
-		term := &termRunnables{Manager: mgr}
-		if opts.CertRotation != nil {
-			if err := addCertRotator(term, *opts.CertRotation, opts.CertDir, n); err != nil {
-				return err
-			}
+	var rotator *certRotator
+	if c := opts.CertRotation; c != nil {
+		clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		rotator = &certRotator{CertRotation: *c, clientset: clientset, log: log.WithName("certificate"), now: time.Now, settle: certSettle}
+	}
+	w := &leaderWork{log: log, term: func(ctx context.Context, _ int) error {
+		var term termRunnables
+		if rotator != nil {
+			term = append(term, rotator)
 		}
 		if background != nil {
-			_ = term.Add(background)
+			term = append(term, background)
 		}
 		return term.run(ctx)
 	}}
