@@ -90,6 +90,9 @@ func (r rendered) keys() []string {
 
 var withCertManager = []string{"--set", "certManager.enabled=true", "--api-versions", "cert-manager.io/v1"}
 
+// withDefault sets a StatefulSet default, which registers the mutating webhook.
+var withDefault = []string{"--set", "defaults.podManagementPolicy=Parallel"}
+
 func TestLint(t *testing.T) {
 	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true").CombinedOutput(); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
@@ -99,7 +102,7 @@ func TestLint(t *testing.T) {
 func TestObjectsPerMode(t *testing.T) {
 	common := []string{
 		"ClusterRole/sg-stateguard", "ClusterRoleBinding/sg-stateguard", "ConfigMap/sg-stateguard", "Deployment/sg-stateguard",
-		"MutatingWebhookConfiguration/sg-stateguard", "PodDisruptionBudget/sg-stateguard", "Role/sg-stateguard", "RoleBinding/sg-stateguard",
+		"PodDisruptionBudget/sg-stateguard", "Role/sg-stateguard", "RoleBinding/sg-stateguard",
 		"Service/sg-stateguard", "Service/sg-stateguard-metrics", "ServiceAccount/sg-stateguard", "ValidatingWebhookConfiguration/sg-stateguard",
 	}
 	for _, tt := range []struct {
@@ -116,6 +119,8 @@ func TestObjectsPerMode(t *testing.T) {
 			extra: []string{"Secret/sg-stateguard-tls"}, drop: []string{"PodDisruptionBudget/sg-stateguard"}},
 		{name: "ServiceMonitor and NetworkPolicy", args: append([]string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"}, withCertManager...),
 			extra: []string{"Certificate/sg-stateguard", "Issuer/sg-stateguard-selfsigned", "NetworkPolicy/sg-stateguard", "ServiceMonitor/sg-stateguard"}},
+		{name: "a default registers the mutating webhook", args: withDefault,
+			extra: []string{"MutatingWebhookConfiguration/sg-stateguard", "Secret/sg-stateguard-tls"}},
 		{name: "the PolicyReport CRD", args: []string{"--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true"},
 			extra: []string{"CustomResourceDefinition/policyreports.wgpolicyk8s.io", "Secret/sg-stateguard-tls"}},
 	} {
@@ -157,7 +162,7 @@ func TestWebhookConfigurations(t *testing.T) {
 		{name: "self-managed", args: []string{"--set", "certManager.enabled=false"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := render(t, tt.args...)
+			r := render(t, append(tt.args, withDefault...)...)
 			var v admissionregistrationv1.ValidatingWebhookConfiguration
 			var m admissionregistrationv1.MutatingWebhookConfiguration
 			r.get(t, "ValidatingWebhookConfiguration/sg-stateguard", &v)
@@ -217,6 +222,40 @@ func TestWebhookConfigurations(t *testing.T) {
 	}
 }
 
+// TestMutatingWebhookOnlyWithADefault: the API server calls the defaulting
+// webhook only when a default is configured, and self-managed TLS injects
+// the CA into, and may update, only the configurations that exist.
+func TestMutatingWebhookOnlyWithADefault(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"no default", nil, false},
+		{"podManagementPolicy", []string{"--set", "defaults.podManagementPolicy=OrderedReady"}, true},
+		{"whenDeleted", []string{"--set", "defaults.persistentVolumeClaimRetentionPolicy.whenDeleted=Retain"}, true},
+		{"whenScaled", []string{"--set", "defaults.persistentVolumeClaimRetentionPolicy.whenScaled=Delete"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, tt.args...)
+			if got := slices.Contains(r.keys(), "MutatingWebhookConfiguration/sg-stateguard"); got != tt.want {
+				t.Errorf("MutatingWebhookConfiguration rendered: %v, want %v", got, tt.want)
+			}
+			var d appsv1.Deployment
+			r.get(t, "Deployment/sg-stateguard", &d)
+			if got := slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--mutating-webhook-configuration=sg-stateguard"); got != tt.want {
+				t.Errorf("--mutating-webhook-configuration passed: %v, want %v", got, tt.want)
+			}
+			var cr rbacv1.ClusterRole
+			r.get(t, "ClusterRole/sg-stateguard", &cr)
+			granted := slices.ContainsFunc(cr.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, "mutatingwebhookconfigurations") })
+			if granted != tt.want {
+				t.Errorf("access to mutatingwebhookconfigurations: %v, want %v", granted, tt.want)
+			}
+		})
+	}
+}
+
 func TestDeploymentSecurity(t *testing.T) {
 	for _, mode := range [][]string{withCertManager, {"--set", "certManager.enabled=false"}} {
 		r := render(t, mode...)
@@ -271,7 +310,7 @@ func TestDeploymentSecurity(t *testing.T) {
 }
 
 func TestRBACIsLeastPrivilege(t *testing.T) {
-	for _, mode := range [][]string{withCertManager, {"--set", "certManager.enabled=false"}} {
+	for _, mode := range [][]string{withCertManager, {"--set", "certManager.enabled=false"}, withDefault} {
 		r := render(t, mode...)
 		var cr rbacv1.ClusterRole
 		var role rbacv1.Role

@@ -21,14 +21,17 @@ type Policy struct {
 	file         string
 	current      atomic.Pointer[engine.Engine]
 	loaded       []byte
+	defaulting   bool // a mutating webhook configuration sends StatefulSets
 	reloadErrors prometheus.Counter
 	log          logr.Logger
 }
 
 // NewPolicy loads file, or the built-in policy when file is "", and
-// registers its metric with reg.
-func NewPolicy(file string, reg prometheus.Registerer, log logr.Logger) (*Policy, error) {
-	p := &Policy{file: file, log: log, reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+// registers its metric with reg. defaulting says whether a mutating
+// webhook configuration is registered: without one, defaults in the file
+// are never applied, and a warning says so.
+func NewPolicy(file string, defaulting bool, reg prometheus.Registerer, log logr.Logger) (*Policy, error) {
+	p := &Policy{file: file, defaulting: defaulting, log: log, reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "stateguard_config_reload_errors_total",
 		Help: "Reloads of the configuration file that failed; the last good configuration stays in force.",
 	})}
@@ -47,8 +50,7 @@ func NewPolicy(file string, reg prometheus.Registerer, log logr.Logger) (*Policy
 	if err != nil {
 		return nil, &configError{file, err}
 	}
-	p.current.Store(engine.New(cfg.Settings()))
-	p.loaded = data
+	p.use(cfg, data)
 	return p, nil
 }
 
@@ -102,7 +104,15 @@ func (p *Policy) reload() {
 		p.log.Error(err, "the new configuration is not valid; keeping the last good one", "file", p.file)
 		return
 	}
+	p.use(cfg, data)
+	p.log.Info("configuration reloaded", "file", p.file)
+}
+
+func (p *Policy) use(cfg *config.Config, data []byte) {
 	p.current.Store(engine.New(cfg.Settings()))
 	p.loaded = data
-	p.log.Info("configuration reloaded", "file", p.file)
+	if !p.defaulting && cfg.Defaults != (config.Defaults{}) {
+		p.log.Info("warning: the configuration sets defaults, but no mutating webhook configuration is registered to apply them: set them in the chart's values (defaults), which registers it",
+			"file", p.file, "defaults", cfg.Defaults)
+	}
 }

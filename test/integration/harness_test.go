@@ -129,6 +129,7 @@ func run(m *testing.M) (int, error) {
 		"--port", fmt.Sprint(webhooks.LocalServingPort),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--mutating-webhook-configuration", "stateguard",
 		"--zap-log-level", "debug")
 	serve.Stdout, serve.Stderr = log, log
 	serve.Cancel = func() error { return serve.Process.Signal(os.Interrupt) }
@@ -203,10 +204,12 @@ defaults:
 `
 
 // renderChartWebhooks writes the chart's webhook configurations to file:
-// their rules, selectors, policies and paths are exactly the chart's.
+// their rules, selectors, policies and paths are exactly the chart's. The
+// defaults of testConfig register the mutating one.
 func renderChartWebhooks(helm, file string) error {
 	out, err := exec.Command(helm, "template", "stateguard", "../../charts/stateguard", "--namespace", releaseNamespace,
-		"--api-versions", "cert-manager.io/v1", "--show-only", "templates/webhooks.yaml").CombinedOutput()
+		"--api-versions", "cert-manager.io/v1", "--show-only", "templates/webhooks.yaml",
+		"--set", "defaults.podManagementPolicy=Parallel", "--set", "defaults.persistentVolumeClaimRetentionPolicy.whenDeleted=Delete").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("helm template: %v\n%s", err, out)
 	}

@@ -38,6 +38,13 @@ what the webhooks would judge. */}}
 {{- concat .Values.webhook.excludedNamespaces (list .Release.Namespace) | uniq | toJson -}}
 {{- end -}}
 
+{{/* Whether a default is configured: only then is the mutating webhook
+registered, so that the API server calls stateguard for nothing it would
+leave unchanged. */}}
+{{- define "stateguard.defaulting" -}}
+{{- with .Values.defaults }}{{ if or .podManagementPolicy .persistentVolumeClaimRetentionPolicy.whenDeleted .persistentVolumeClaimRetentionPolicy.whenScaled }}true{{ end }}{{ end -}}
+{{- end -}}
+
 {{/* Whether the background audit runs: a Go duration is zero when all its digits are. */}}
 {{- define "stateguard.auditEnabled" -}}
 {{- if regexMatch "[1-9]" (toString .Values.audit.interval) }}true{{ end -}}
