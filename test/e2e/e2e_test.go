@@ -10,8 +10,12 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +29,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 )
 
 var kubeconfig, kubectlBin, helmBin string
@@ -222,21 +232,97 @@ func TestChartOnTheNode(t *testing.T) {
 		}
 	})
 
-	t.Run("a rollout restart of stateguard fails no admission", func(t *testing.T) {
+	t.Run("a CA rotation during a rollout restart fails no admission", func(t *testing.T) {
 		const ns = "e2e-rollout"
 		mustKubectl(t, "create", "namespace", ns)
+		secret := "secret/" + release + "-tls"
+		caBundle := func() string {
+			return mustKubectl(t, "-n", namespace, "get", secret, "-o", `jsonpath={.data.ca\.crt}`)
+		}
+		before := caBundle()
 		stop := make(chan struct{})
 		results := make(chan error, 1)
 		go func() { results <- steadyCreates(t, ns, stop) }()
 		time.Sleep(3 * time.Second)
+		// The README's forced rotation: remove the CA's key.
+		mustKubectl(t, "-n", namespace, "patch", secret, "--type=json", "-p", `[{"op":"remove","path":"/data/ca.key"}]`)
 		mustKubectl(t, "-n", namespace, "rollout", "restart", "deployment/"+release)
 		mustKubectl(t, "-n", namespace, "rollout", "status", "deployment/"+release, "--timeout=180s")
-		// The old replicas sleep in preStop, then shut down.
-		waitFor(t, 60*time.Second, "the old replicas to be gone", func() bool { return len(stateguardPods(t)) == 2 })
+		// The old replicas sleep in preStop, then shut down; the new leader
+		// finishes the rotation.
+		var rotated *x509.Certificate
+		waitFor(t, 3*time.Minute, "two replicas, and the new CA alone in the Secret, the webhook configuration and every replica's certificate", func() bool {
+			pods := stateguardPods(t)
+			bundle := caBundle()
+			cas, err := parsePEMBase64(bundle)
+			if len(pods) != 2 || bundle == before || err != nil || len(cas) != 1 {
+				return false
+			}
+			injected := mustKubectl(t, "get", "validatingwebhookconfiguration", release, "-o", "jsonpath={.webhooks[*].clientConfig.caBundle}")
+			for _, b := range strings.Fields(injected) {
+				if b != bundle {
+					return false
+				}
+			}
+			for _, p := range pods {
+				if served := servedCertificate(p.Status.PodIP); served == nil || served.CheckSignatureFrom(cas[0]) != nil {
+					return false
+				}
+			}
+			rotated = cas[0]
+			return true
+		})
+		time.Sleep(5 * time.Second) // creates against the new CA alone
 		close(stop)
 		if err := <-results; err != nil {
 			t.Error(err)
 		}
+		t.Logf("rotated to the CA of serial %x", rotated.SerialNumber)
+	})
+
+	t.Run("a default set with helm upgrade registers the defaulting webhook", func(t *testing.T) {
+		mutating := func() string {
+			return mustKubectl(t, "get", "mutatingwebhookconfigurations", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
+		}
+		if out := mutating(); out != "" {
+			t.Errorf("registered with no default configured: %s", out)
+		}
+		if out, err := helm("upgrade", release, chart, "--namespace", namespace, "--reuse-values", "--set", "defaults.podManagementPolicy=Parallel", "--wait", "--timeout", "3m"); err != nil {
+			t.Fatalf("helm upgrade: %v\n%s", err, out)
+		}
+		if out := mutating(); out != "mutatingwebhookconfiguration.admissionregistration.k8s.io/"+release {
+			t.Errorf("after setting a default, the mutating webhook configurations: %q", out)
+		}
+		// The new argument rolled the replicas out: the old ones leave after preStop.
+		waitFor(t, 60*time.Second, "the old replicas to be gone", func() bool { return len(stateguardPods(t)) == 2 })
+		const ns = "e2e-rollout"
+		mustKubectlStdin(t, `apiVersion: v1
+kind: Service
+metadata: {name: defaulted}
+spec:
+  clusterIP: None
+  selector: {app: defaulted}
+  ports: [{name: db, port: 5432}]
+`, "-n", ns, "apply", "-f", "-")
+		statefulSet := `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: defaulted}
+spec:
+  serviceName: defaulted
+  selector: {matchLabels: {app: defaulted}}
+  template:
+    metadata: {labels: {app: defaulted}}
+    spec:
+      containers: [{name: db, image: localhost/busybox:1.35.0-debian, volumeMounts: [{name: data, mountPath: /data}]}]
+  volumeClaimTemplates:
+    - metadata: {name: data}
+      spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`
+		// The API server trusts the CA stateguard injects into the new configuration.
+		waitFor(t, 60*time.Second, "the default on a StatefulSet whose manifest omits it", func() bool {
+			out, err := kubectlStdin(statefulSet, "-n", ns, "apply", "--dry-run=server", "-o", "jsonpath={.spec.podManagementPolicy}", "-f", "-")
+			return err == nil && strings.Contains(out, "Parallel")
+		})
 	})
 
 	t.Run("the API server out of reach for 60 s: both replicas keep serving", func(t *testing.T) {
@@ -428,29 +514,84 @@ func awaitWebhook(t *testing.T) {
 // until stop, and reports every create stateguard did not judge: each must
 // be denied by it (the probe has no Service), none may fail to reach it.
 func steadyCreates(t *testing.T, ns string, stop <-chan struct{}) error {
-	probe := webhookProbe(t, ns)
-	tick := time.NewTicker(200 * time.Millisecond)
+	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	config.QPS, config.Burst = 100, 100
+	api, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	var probe appsv1.StatefulSet
+	if err := yaml.Unmarshal([]byte(webhookProbe(t, ns)), &probe); err != nil {
+		return err
+	}
+	const every = 100 * time.Millisecond // 10 creates a second
+	tick := time.NewTicker(every)
 	defer tick.Stop()
-	var sent, failed int
-	var first string
-	for {
+	var (
+		mu           sync.Mutex
+		sent, failed int
+		first        string
+		inFlight     sync.WaitGroup
+	)
+	started := time.Now()
+	for running := true; running; {
 		select {
 		case <-stop:
-			t.Logf("%d StatefulSet creates during the rollout, %d not judged", sent, failed)
-			if failed > 0 {
-				return fmt.Errorf("%d of %d creates were not judged by stateguard; the first:\n%s", failed, sent, first)
-			}
-			return nil
+			running = false
+			continue
 		case <-tick.C:
 		}
 		sent++
-		out, err := kubectlStdin(probe, "create", "-f", "-")
-		if err == nil || !strings.Contains(out, "denied the request") {
-			if failed++; failed == 1 {
-				first = out
+		inFlight.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			_, err := api.AppsV1().StatefulSets(ns).Create(ctx, probe.DeepCopy(), metav1.CreateOptions{})
+			if err == nil || !strings.Contains(err.Error(), "denied the request") {
+				mu.Lock()
+				if failed++; failed == 1 {
+					first = fmt.Sprint(err)
+				}
+				mu.Unlock()
 			}
-		}
+		})
 	}
+	inFlight.Wait()
+	elapsed := time.Since(started)
+	t.Logf("%d StatefulSet creates in %s (%.1f/s), %d not judged", sent, elapsed.Round(time.Second), float64(sent)/elapsed.Seconds(), failed)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d creates were not judged by stateguard; the first: %s", failed, sent, first)
+	}
+	return nil
+}
+
+// servedCertificate is the certificate a replica serves at podIP, or nil.
+func servedCertificate(podIP string) *x509.Certificate {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(podIP, "9443"), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// parsePEMBase64 parses the certificates of a base64-encoded PEM bundle.
+func parsePEMBase64(b64 string) ([]*x509.Certificate, error) {
+	data, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, cert)
+	}
+	return certs, nil
 }
 
 // stallUploads posts 7 MiB review bodies to addr until stop, sending all
