@@ -106,6 +106,18 @@ func TestScope(t *testing.T) {
 	}
 }
 
+// exemptingEngine exempts shop/cache from every rule, besides the
+// configuration extra.
+func exemptingEngine(t *testing.T, extra string) *engine.Engine {
+	t.Helper()
+	cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\n" + extra +
+		"exemptions: [{name: cache, namespaces: [shop], names: [cache], rules: [all], reason: a throw-away cache}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.New(cfg.Settings())
+}
+
 // TestEvents: one Event per distinct violation, none for exemptions, none
 // again on the next pass, after a restart, or after a restart once the
 // Event has expired; a new one for a new violation.
@@ -117,7 +129,7 @@ func TestEvents(t *testing.T) {
 	// start is Start without its loop: a fresh server.
 	start := func() *Background {
 		b := &Background{
-			Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) },
+			Engine: func() *engine.Engine { return exemptingEngine(t, "") },
 			Events: client.CoreV1(), Ledger: ledger(), Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 		}
 		emitted, err := b.Ledger.Load(context.Background())
@@ -127,9 +139,7 @@ func TestEvents(t *testing.T) {
 		b.emitted = emitted
 		return b
 	}
-	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{
-		orphan("shop", "db", nil), orphan("shop", "cache", map[string]string{engine.AnnotationExempt: "all"}),
-	}}
+	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "db", nil), orphan("shop", "cache", nil)}}
 	pass := func(b *Background) int {
 		rep, _, err := Judge(context.Background(), b.Engine(), objs, Scope{})
 		if err != nil {
@@ -175,13 +185,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("after the Event expired and a restart: %d Events created, want 0", n)
 	}
 	// A new action (dryrun enforced as deny) is no new violation.
-	b.Engine = func() *engine.Engine {
-		cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\nenforcement: dryrun\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return engine.New(cfg.Settings())
-	}
+	b.Engine = func() *engine.Engine { return exemptingEngine(t, "enforcement: dryrun\n") }
 	if n := pass(b); n != 0 {
 		t.Errorf("a pass under another enforcement created %d Events, want 0", n)
 	}
@@ -223,14 +227,10 @@ func TestPolicyReports(t *testing.T) {
 	disco := &fakediscovery.FakeDiscovery{Fake: &fake.NewClientset().Fake}
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "wgpolicyk8s.io/v1alpha2", APIResources: []metav1.APIResource{{Name: "policyreports", Namespaced: true, Kind: "PolicyReport"}}}}
 	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard()}
-	cfg, err := config.Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\nrules: {statefulset-emptydir-data: {action: warn}}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(cfg.Settings())
+	eng := exemptingEngine(t, "rules: {statefulset-emptydir-data: {action: warn}}\n")
 	objs := &Objects{
 		StatefulSets: []*appsv1.StatefulSet{
-			orphan("shop", "db", nil), orphan("shop", "cache", map[string]string{engine.AnnotationExempt: "all"}),
+			orphan("shop", "db", nil), orphan("shop", "cache", nil),
 			orphan("lab", "trial", nil),
 		},
 		Namespaces: []*corev1.Namespace{ns("lab", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"})},
@@ -267,6 +267,9 @@ func TestPolicyReports(t *testing.T) {
 	}
 	if shop.Summary != (polv1alpha2.PolicyReportSummary{Fail: 1, Skip: 1}) {
 		t.Errorf("shop summary %+v", shop.Summary)
+	}
+	if got := shop.Results[0].Properties["exemption"]; got != `exemption "cache": a throw-away cache` {
+		t.Errorf("the skipped result's exemption property is %q, want the exemption and its reason", got)
 	}
 	// In a dryrun namespace the result is what enforcing would make it.
 	if diff := cmp.Diff([]string{"trial statefulset-headless-service fail dryrun"}, summary(get("lab"))); diff != "" {

@@ -130,6 +130,7 @@ func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1
 		res.Result, res.Severity, res.Scored = polv1alpha2.StatusFail, polv1alpha2.SeverityHigh, true
 	case engine.ActionExempt:
 		res.Result, res.Severity = polv1alpha2.StatusSkip, polv1alpha2.SeverityInfo
+		res.Properties["exemption"] = e.Exemption
 	default:
 		res.Result, res.Severity = polv1alpha2.StatusWarn, polv1alpha2.SeverityMedium
 	}

@@ -27,10 +27,14 @@ const (
 // Config is the configuration file. Zero values mean "use the default";
 // Load and Parse return a Config with every default filled in.
 type Config struct {
-	APIVersion            string        `json:"apiVersion"`
-	Kind                  string        `json:"kind"`
-	Enforcement           engine.Action `json:"enforcement,omitempty"`
-	AllowObjectExemptions *bool         `json:"allowObjectExemptions,omitempty"`
+	APIVersion  string        `json:"apiVersion"`
+	Kind        string        `json:"kind"`
+	Enforcement engine.Action `json:"enforcement,omitempty"`
+	// AllowObjectExemptions has the annotation stateguard.io/exempt
+	// honoured for the ObjectExemptionGrantors (default false).
+	AllowObjectExemptions   *bool       `json:"allowObjectExemptions,omitempty"`
+	ObjectExemptionGrantors Grantors    `json:"objectExemptionGrantors,omitempty"`
+	Exemptions              []Exemption `json:"exemptions,omitempty"`
 	// Rules configure engine.Rules, by rule ID.
 	Rules    map[string]Rule `json:"rules,omitempty"`
 	Defaults Defaults        `json:"defaults,omitempty"`
@@ -79,8 +83,8 @@ func (c *Config) setDefaults() {
 		c.Enforcement = engine.ActionDeny
 	}
 	if c.AllowObjectExemptions == nil {
-		yes := true
-		c.AllowObjectExemptions = &yes
+		no := false
+		c.AllowObjectExemptions = &no
 	}
 	if c.Rules == nil {
 		c.Rules = map[string]Rule{}
@@ -109,9 +113,14 @@ func (c *Config) setDefaults() {
 // configuration applies.
 func (c *Config) Settings() engine.Settings {
 	s := engine.Settings{
-		Enforcement:           c.Enforcement,
-		AllowObjectExemptions: *c.AllowObjectExemptions,
-		Actions:               map[string]engine.Action{},
+		Enforcement: c.Enforcement,
+		ObjectExemptions: engine.ObjectExemptions{
+			Allowed: *c.AllowObjectExemptions,
+			Groups:  c.ObjectExemptionGrantors.Groups,
+			Users:   c.ObjectExemptionGrantors.users(),
+		},
+		Exemptions: c.engineExemptions(),
+		Actions:    map[string]engine.Action{},
 		Defaults: map[string]string{
 			engine.FieldPodManagementPolicy: c.Defaults.PodManagementPolicy,
 			engine.FieldWhenDeleted:         c.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted,
@@ -175,6 +184,7 @@ func (c *Config) validate() field.ErrorList {
 	}
 	errs = append(errs, validateAction(field.NewPath("enforcement"), c.Enforcement, engine.ActionDeny, engine.ActionWarn, engine.ActionDryRun)...)
 	errs = append(errs, c.validateRules(field.NewPath("rules"))...)
+	errs = append(errs, c.validateExemptions()...)
 
 	d := field.NewPath("defaults")
 	r := d.Child("persistentVolumeClaimRetentionPolicy")

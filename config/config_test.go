@@ -37,11 +37,19 @@ func withRule(c *Config, id string, edit func(*Rule)) {
 	c.Rules[id] = r
 }
 
+// TestSpecExampleIsTheDefault: the spec's example is the built-in policy,
+// but for object exemptions, which are off by default: the annotation
+// would let anyone who may edit a workload exempt it.
 func TestSpecExampleIsTheDefault(t *testing.T) {
 	got, err := Parse([]byte(specExample))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !*got.AllowObjectExemptions {
+		t.Error("the spec's example allows object exemptions, but they were parsed as off")
+	}
+	no := false
+	got.AllowObjectExemptions = &no
 	if diff := cmp.Diff(Default(), got); diff != "" {
 		t.Errorf("the spec's example differs from the built-in defaults (-default +example):\n%s", diff)
 	}

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -80,9 +79,7 @@ func (e *Engine) HorizontalPodAutoscaler(ctx context.Context, hpa, old *autoscal
 	}
 	// What the HPA does to its Deployment is the Deployment's to exempt:
 	// an HPA scaling an exempt Deployment is not refused for it.
-	exempt := e.exemptions(dep)
-	vs = slices.DeleteFunc(vs, func(v violation) bool { return exempt.has(v.rule) })
-	return e.resolve(ctx, "HorizontalPodAutoscaler", hpa, vs, oldVs, lk)
+	return e.resolveAs(ctx, "HorizontalPodAutoscaler", hpa, "Deployment", dep, vs, oldVs, lk)
 }
 
 func targetsDeployment(hpa *autoscalingv2.HorizontalPodAutoscaler) bool {

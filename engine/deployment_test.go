@@ -279,16 +279,6 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionDeny)},
 		},
 		{
-			name: "the Deployment's exemption covers its HPA",
-			obj:  hpa("web", "web", 5),
-			objects: []any{
-				deploy("web", ptr[int32](1), recreate, claimVolume("uploads"), func(d *appsv1.Deployment) {
-					d.Annotations = map[string]string{engine.AnnotationExempt: engine.RuleSharedRWOPVC}
-				}),
-				pvc("uploads", rwo),
-			},
-		},
-		{
 			name:    "maxReplicas 1",
 			obj:     hpa("web", "web", 1),
 			objects: []any{web, pvc("uploads", rwo)},

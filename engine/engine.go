@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -56,6 +57,9 @@ type Result struct {
 	// Intended is the action before the global and namespace enforcement
 	// caps: what a dryrun result would have been once enforced.
 	Intended Action
+	// Exemption says what exempts an exempt result: a policy exemption
+	// with its reason, or the object's annotation.
+	Exemption string
 }
 
 // Verdict is the engine's answer for one object.
@@ -85,11 +89,13 @@ type Engine struct {
 	scratchPaths []string
 	dataPaths    []string
 	dataNames    []namePattern
+	exemptions   []compiledExemption
+	now          func() time.Time // when exemptions expire
 }
 
 // New compiles validated settings (from a config.Config).
 func New(s Settings) *Engine {
-	e := &Engine{settings: s}
+	e := &Engine{settings: s, exemptions: compileExemptions(s.Exemptions), now: time.Now}
 	e.scratchPaths = cleanPaths(s.ScratchPaths)
 	e.dataPaths = cleanPaths(s.DataPaths)
 	for _, n := range s.DataVolumeNames {
@@ -137,8 +143,15 @@ func capAction(a, limit Action) Action {
 // resolve turns violations into results: the rule's action, lowered to a
 // warning for advisory findings and for violations the old object already
 // had, capped by the namespace and global enforcement, and marked exempt
-// where the object's annotation allows.
+// where an exemption of the policy, or the object's annotation, allows.
 func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs, old []violation, lk Lookup) (Verdict, error) {
+	return e.resolveAs(ctx, kind, obj, kind, obj, vs, old, lk)
+}
+
+// resolveAs resolves the violations of obj as those of the workload
+// subject of subjectKind: its exemptions apply (an HPA's are its
+// Deployment's).
+func (e *Engine) resolveAs(ctx context.Context, kind string, obj metav1.Object, subjectKind string, subject metav1.Object, vs, old []violation, lk Lookup) (Verdict, error) {
 	v := Verdict{Warnings: exemptionWarnings(obj)}
 	if len(vs) == 0 && len(v.Warnings) == 0 {
 		return v, nil
@@ -159,25 +172,29 @@ func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs
 		}
 	}
 	v.Silent = limit == ActionDryRun
-	exempt := e.exemptions(obj)
+	exempt := e.exemptionsOf(ctx, subjectKind, subject)
+	var judged []violation
 	for _, x := range vs {
 		intended := e.settings.Actions[x.rule]
 		if intended == ActionOff {
 			continue
 		}
+		judged = append(judged, x)
 		if x.advisory || hasKey(old, x.key) {
 			intended = capAction(intended, ActionWarn)
 		}
 		a := capAction(intended, limit)
-		if exempt.has(x.rule) {
+		by, isExempt := exempt.by(x.rule)
+		if isExempt {
 			a, intended = ActionExempt, ActionExempt
 		}
 		v.Results = append(v.Results, Result{
 			Rule: x.rule, Action: a, Kind: kind,
 			Namespace: obj.GetNamespace(), Name: obj.GetName(),
-			Field: x.field, Message: x.message, Intended: intended,
+			Field: x.field, Message: x.message, Intended: intended, Exemption: by,
 		})
 	}
+	v.Warnings = append(v.Warnings, exempt.warnings(subjectKind, subject, judged)...)
 	return v, nil
 }
 
@@ -196,20 +213,6 @@ func (s ruleSet) has(rule string) bool {
 		}
 	}
 	return false
-}
-
-// exemptions parses stateguard.io/exempt while the configuration honours it.
-func (e *Engine) exemptions(obj metav1.Object) ruleSet {
-	value, ok := obj.GetAnnotations()[AnnotationExempt]
-	if !ok || !e.settings.AllowObjectExemptions {
-		return ruleSet{}
-	}
-	var s ruleSet
-	for _, r := range commalist.Split(value) {
-		s.all = s.all || r == "all"
-		s.rules = append(s.rules, r)
-	}
-	return s
 }
 
 // exemptionWarnings names the unknown rule IDs in stateguard.io/exempt.

@@ -14,7 +14,7 @@ import (
 
 const missingDBService = `Service "db" not found in namespace "shop", so the Pods get no stable DNS names: ` +
 	`create a headless Service (clusterIP: None) named "db" whose selector matches spec.template.metadata.labels, ` +
-	`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`
+	`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`
 
 const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write at /data (under data path /data), and its data is lost when the Pod is deleted: ` +
 	`move it to spec.volumeClaimTemplates (a claim template named "data" replaces the volume), ` +
@@ -149,19 +149,22 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name: "an exemption of one rule",
-			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service")),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionDeny)}},
+			name:   "an exemption of one rule",
+			config: objectExemptionsOn,
+			obj:    sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service")),
+			want:   engine.Verdict{Results: []engine.Result{byAnnotation(headlessResult(engine.ActionExempt)), emptyDirResult(engine.ActionDeny)}},
 		},
 		{
-			name: "an exemption of two rules, with spaces",
-			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service, statefulset-emptydir-data")),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionExempt)}},
+			name:   "an exemption of two rules, with spaces",
+			config: objectExemptionsOn,
+			obj:    sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "statefulset-headless-service, statefulset-emptydir-data")),
+			want:   engine.Verdict{Results: []engine.Result{byAnnotation(headlessResult(engine.ActionExempt)), byAnnotation(emptyDirResult(engine.ActionExempt))}},
 		},
 		{
-			name: "an exemption of all rules",
-			obj:  sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "all")),
-			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionExempt), emptyDirResult(engine.ActionExempt)}},
+			name:   "an exemption of all rules",
+			config: objectExemptionsOn,
+			obj:    sts("db", dataOnEmptyDirVolume, annotated(engine.AnnotationExempt, "all")),
+			want:   engine.Verdict{Results: []engine.Result{byAnnotation(headlessResult(engine.ActionExempt)), byAnnotation(emptyDirResult(engine.ActionExempt))}},
 		},
 		{
 			name: "an unknown rule in the exemption is named in a warning",
@@ -172,10 +175,12 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
-			name:   "exemptions are ignored when the configuration disallows them",
-			config: "allowObjectExemptions: false\n",
-			obj:    sts("db", annotated(engine.AnnotationExempt, "all")),
-			want:   engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDeny)}},
+			name: "the annotation is ignored by default, and the warning says how to exempt",
+			obj:  sts("db", annotated(engine.AnnotationExempt, "all")),
+			want: engine.Verdict{Results: []engine.Result{headlessResult(engine.ActionDeny)}, Warnings: []string{
+				"annotation stateguard.io/exempt is ignored: object exemptions are off; the platform team grants exemptions in stateguard's policy, as: " +
+					"exemptions: [{name: statefulset-shop-db, namespaces: [shop], kinds: [StatefulSet], names: [db], rules: [statefulset-headless-service], reason: ...}]",
+			}},
 		},
 		{
 			name: "UPDATE: a violation the old object had becomes a warning, a new one is denied",

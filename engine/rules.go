@@ -107,8 +107,11 @@ func RuleIDs() []string {
 // Settings are what an engine applies, as a validated configuration file
 // sets them (config.Config.Settings).
 type Settings struct {
-	Enforcement           Action
-	AllowObjectExemptions bool
+	Enforcement Action
+	// ObjectExemptions say whether, and for whom, the annotation
+	// stateguard.io/exempt is honoured; Exemptions are the policy's.
+	ObjectExemptions ObjectExemptions
+	Exemptions       []Exemption
 	// Actions holds the action of every rule, by ID.
 	Actions map[string]Action
 	// The options of statefulset-emptydir-data.

@@ -39,7 +39,7 @@ func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.Stateful
 	return vs, nil
 }
 
-const exemptHeadlessHint = "; if the Pods need no stable DNS names, annotate " + AnnotationExempt + ": " + RuleHeadlessService
+const exemptHeadlessHint = "; if the Pods need no stable DNS names, ask the platform team for an exemption from " + RuleHeadlessService + " in stateguard's policy"
 
 func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
 	const rule = RuleHeadlessService

@@ -12,7 +12,7 @@ import (
 	"github.com/stateguard/stateguard/engine"
 )
 
-const exemptHint = "; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service"
+const exemptHint = "; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy"
 
 func stsResult(rule, field, message string) engine.Result {
 	return engine.Result{Rule: rule, Action: engine.ActionDeny, Kind: "StatefulSet", Namespace: "shop", Name: "db", Field: fieldPath(field), Message: message}

@@ -30,6 +30,9 @@ type Entry struct {
 	Field     string        `json:"field"`
 	Message   string        `json:"message"`
 	Source    string        `json:"source"`
+	// Exemption says what exempts an exempt result: a policy exemption
+	// and its reason, or the object's annotation.
+	Exemption string `json:"exemption,omitempty"`
 	// Intended is the action enforcing would give a dryrun result.
 	Intended engine.Action `json:"-"`
 }
@@ -46,7 +49,7 @@ func (r *Report) Add(source string, results []engine.Result) {
 	for _, res := range results {
 		r.Results = append(r.Results, Entry{
 			Rule: res.Rule, Action: res.Action, Kind: res.Kind, Namespace: res.Namespace, Name: res.Name,
-			Field: res.Field.String(), Message: res.Message, Source: source, Intended: res.Intended,
+			Field: res.Field.String(), Message: res.Message, Source: source, Intended: res.Intended, Exemption: res.Exemption,
 		})
 	}
 }
@@ -94,7 +97,11 @@ func (r *Report) writeTable(w io.Writer) error {
 		if e.Namespace != "" {
 			object = e.Kind + " " + e.Namespace + "/" + e.Name
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s: %s\n", e.Source, object, e.Rule, e.Action, e.Field, e.Message)
+		message := e.Field + ": " + e.Message
+		if e.Action == engine.ActionExempt {
+			message = "(" + e.Exemption + ") " + message
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Source, object, e.Rule, e.Action, message)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

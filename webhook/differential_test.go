@@ -37,8 +37,8 @@ func (v typedValidator[T]) validate(ctx context.Context, obj, old T) (admission.
 		return nil, err
 	}
 	j := &judge{engine: v.opts.Engine, lookup: v.opts.Lookup, live: v.opts.Live, metrics: v.opts.Metrics, log: v.opts.Log}
-	verdict, err := v.verdict(j.engine(), ctx, obj, old, j.lookup)
-	resp := j.answer(req.Kind.Kind, req.Operation, obj, verdict, err)
+	verdict, err := v.verdict(j.engine(), withRequester(ctx, req), obj, old, j.lookup)
+	resp := j.answer(req, req.Kind.Kind, obj, verdict, err)
 	switch {
 	case resp.Allowed:
 		return resp.Warnings, nil

@@ -33,7 +33,8 @@ type judge struct {
 // deny, a denial that carries every denied violation in one message. A
 // silent (dryrun) verdict tells the requester nothing: its violations are
 // logged and counted with the action enforcing would give them.
-func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object, v engine.Verdict, err error) admission.Response {
+func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v engine.Verdict, err error) admission.Response {
+	op := req.Operation
 	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
 	if err != nil {
 		return j.failed(log, kind, op, obj.GetNamespace(), obj.GetName(), err)
@@ -58,6 +59,9 @@ func (j *judge) answer(kind string, op admissionv1.Operation, obj metav1.Object,
 			// The record the dry-run audit mode exists for: what enforcing
 			// the policy would have done to this request.
 			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", field, "message", r.Message)
+		case engine.ActionExempt:
+			// Who was let through, and on whose authority.
+			log.Info("exempt", "rule", r.Rule, "exemption", r.Exemption, "requester", req.UserInfo.Username, "field", field)
 		}
 	}
 	if v.Silent && len(warnings) > 0 {
@@ -90,6 +94,12 @@ func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, n
 		return admission.Allowed("")
 	}
 	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))
+}
+
+// withRequester tells the engine who asks: the annotation
+// stateguard.io/exempt is honoured for the configured grantors only.
+func withRequester(ctx context.Context, req admission.Request) context.Context {
+	return engine.WithRequester(ctx, engine.Requester{Username: req.UserInfo.Username, Groups: req.UserInfo.Groups})
 }
 
 // statusResponse refuses with an API status: its code, reason and message.
@@ -132,8 +142,8 @@ func (h validating[T]) Handle(ctx context.Context, req admission.Request) admiss
 	if err := decodeObject(req.Object, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	v, err := h.verdict(h.engine(), ctx, obj, old, h.lookup)
-	return h.answer(h.kind, req.Operation, obj, v, err)
+	v, err := h.verdict(h.engine(), withRequester(ctx, req), obj, old, h.lookup)
+	return h.answer(req, h.kind, obj, v, err)
 }
 
 // defaulting applies the StatefulSet defaults on CREATE and UPDATE.
@@ -240,6 +250,6 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 		log := h.log.WithValues("kind", "Scale", "namespace", req.Namespace, "name", req.Name, "operation", req.Operation)
 		return h.failed(log, "Scale", req.Operation, req.Namespace, req.Name, fmt.Errorf("reading the Deployment: %w", err))
 	}
-	v, err := h.engine().Scale(ctx, scale, dep, h.lookup)
-	return h.answer("Scale", req.Operation, dep, v, err)
+	v, err := h.engine().Scale(withRequester(ctx, req), scale, dep, h.lookup)
+	return h.answer(req, "Scale", dep, v, err)
 }

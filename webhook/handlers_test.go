@@ -239,13 +239,13 @@ func TestStatefulSetReviews(t *testing.T) {
 		{
 			name: "a missing Service is denied with the rule, field and fix", objs: []runtime.Object{namespaceObj("shop", nil)},
 			want: admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: `StatefulSet "orders-postgresql" violates 1 stateguard rule:
-statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`}},
+statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`}},
 		},
 		{
 			name: "the namespace annotation turns the denial into a warning",
 			objs: []runtime.Object{namespaceObj("shop", map[string]string{"stateguard.io/enforcement": "warn"})},
 			want: admissionv1.AdmissionResponse{Allowed: true, Result: &metav1.Status{Code: http.StatusOK}, Warnings: []string{
-				`statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`,
+				`statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" not found in namespace "shop", so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named "orders-postgresql-hl" whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`,
 			}},
 		},
 		{

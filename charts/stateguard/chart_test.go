@@ -462,7 +462,10 @@ func TestConfigMapIsAValidConfig(t *testing.T) {
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	// An unquoted off reads as false in Helm; the config must say "off".
 	if err := os.WriteFile(values, []byte(`enforcement: dryrun
-allowObjectExemptions: false
+allowObjectExemptions: true
+objectExemptionGrantors: {groups: [platform], serviceAccounts: [argocd/argocd-application-controller]}
+exemptions:
+  - {name: search, namespaces: [search], names: ["*-coordinating"], rules: [statefulset-emptydir-data], reason: no data, expires: 2027-06-30}
 rules:
   statefulset-headless-service: {action: off}
   statefulset-emptydir-data: {action: warn, scratchPaths: [/cache]}
@@ -481,8 +484,11 @@ defaults:
 	}
 	got := fmt.Sprintf("%s %v %s %s %v %s %s", cfg.Enforcement, *cfg.AllowObjectExemptions, cfg.Action(engine.RuleHeadlessService), cfg.Action(engine.RuleEmptyDirData),
 		cfg.Rules[engine.RuleEmptyDirData].ScratchPaths, cfg.Defaults.PodManagementPolicy, cfg.Defaults.PersistentVolumeClaimRetentionPolicy.WhenDeleted)
-	if want := "dryrun false off warn [/cache] Parallel Delete"; got != want {
+	if want := "dryrun true off warn [/cache] Parallel Delete"; got != want {
 		t.Errorf("config: %q, want %q", got, want)
+	}
+	if len(cfg.Exemptions) != 1 || cfg.Exemptions[0].Expires != "2027-06-30" || cfg.ObjectExemptionGrantors.ServiceAccounts[0] != "argocd/argocd-application-controller" {
+		t.Errorf("exemptions %+v, grantors %+v", cfg.Exemptions, cfg.ObjectExemptionGrantors)
 	}
 }
 
@@ -498,6 +504,9 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"image.pullPolicy=Sometimes", "/image/pullPolicy"},
 		{"audit.interval=5 minutes", "/audit/interval"},
 		{"audit.interval=5", "/audit/interval"},
+		{"exemptions[0].name=x,exemptions[0].rules[0]=all,exemptions[0].reason=r", "missing property 'namespaces'"},
+		{"exemptions[0].name=x,exemptions[0].rules[0]=statefulset-headless,exemptions[0].reason=r,exemptions[0].names[0]=db", "/exemptions/0/rules/0"},
+		{"objectExemptionGrantors.serviceAccounts[0]=argocd-application-controller", "/objectExemptionGrantors/serviceAccounts/0"},
 		{"audit.policyReport.installCRD=true", "additional properties 'policyReport' not allowed"},
 	} {
 		out, err := run(t, append([]string{"--set", tt.set}, withCertManager...)...)

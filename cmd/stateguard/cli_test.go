@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,7 +76,8 @@ type result struct {
 	Rule, Action, Kind, Namespace, Name, Field, Message, Source string
 }
 
-// results decodes -o json output, checking that every result has exactly the spec's keys.
+// results decodes -o json output, checking that every result has exactly
+// the spec's keys, and an exempt one the exemption besides.
 func results(t *testing.T, stdout string) []result {
 	t.Helper()
 	var raw struct {
@@ -94,7 +96,11 @@ func results(t *testing.T, stdout string) []result {
 		for k := range r {
 			got = append(got, k)
 		}
-		if diff := cmp.Diff(keys, got, cmpSorted); diff != "" {
+		want := keys
+		if r["action"] == "exempt" {
+			want = append(slices.Clone(keys), "exemption")
+		}
+		if diff := cmp.Diff(want, got, cmpSorted); diff != "" {
 			t.Errorf("result keys (-want +got):\n%s", diff)
 		}
 		out = append(out, result{r["rule"], r["action"], r["kind"], r["namespace"], r["name"], r["field"], r["message"], r["source"]})
@@ -251,7 +257,7 @@ func TestJSONShape(t *testing.T) {
 			Field: "spec.serviceName",
 			Message: `Service "db" not found in namespace "shop", so the Pods get no stable DNS names: ` +
 				`create a headless Service (clusterIP: None) named "db" whose selector matches spec.template.metadata.labels, ` +
-				`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, annotate stateguard.io/exempt: statefulset-headless-service`,
+				`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`,
 			Source: "in.yaml#2",
 		},
 	}
@@ -357,18 +363,25 @@ func TestConfigAndExemptions(t *testing.T) {
 		"warn.yaml":    configHead + "enforcement: warn\n",
 		"dryrun.yaml":  configHead + "enforcement: dryrun\n",
 		"off.yaml":     configHead + "rules:\n  statefulset-headless-service: {action: off}\n",
+		"granted.yaml": configHead + "allowObjectExemptions: true\nobjectExemptionGrantors: {groups: [platform]}\n",
+		"policy.yaml":  configHead + "exemptions: [{name: db, namespaces: [shop], names: [db], rules: [statefulset-headless-service], reason: no DNS needed}]\n",
 	})
 	tests := []struct {
 		name       string
 		args       []string
 		wantAction []string
 		wantExit   int
+		wantStderr string
 	}{
 		{name: "a warn rule raised to deny", args: []string{"-f", "warned.yaml", "--config", "rolling.yaml"}, wantAction: []string{"deny"}, wantExit: 1},
 		{name: "enforcement warn", args: []string{"-f", "denied.yaml", "--config", "warn.yaml"}, wantAction: []string{"warn"}, wantExit: 0},
 		{name: "enforcement dryrun", args: []string{"-f", "denied.yaml", "--config", "dryrun.yaml"}, wantAction: []string{"dryrun"}, wantExit: 0},
 		{name: "an unquoted off", args: []string{"-f", "denied.yaml", "--config", "off.yaml"}, wantAction: nil, wantExit: 0},
-		{name: "an exempt object", args: []string{"-f", "exempt.yaml"}, wantAction: []string{"exempt"}, wantExit: 0},
+		{name: "the annotation, off by default", args: []string{"-f", "exempt.yaml"}, wantAction: []string{"deny"}, wantExit: 1,
+			wantStderr: "warning: exempt.yaml#0: StatefulSet shop/db: annotation stateguard.io/exempt is ignored: object exemptions are off; " +
+				"the platform team grants exemptions in stateguard's policy, as: exemptions: [{name: statefulset-shop-db, namespaces: [shop], kinds: [StatefulSet], names: [db], rules: [statefulset-headless-service], reason: ...}]\n"},
+		{name: "the annotation, when grantors may set it", args: []string{"-f", "exempt.yaml", "--config", "granted.yaml"}, wantAction: []string{"exempt"}, wantExit: 0},
+		{name: "a policy exemption", args: []string{"-f", "denied.yaml", "--config", "policy.yaml"}, wantAction: []string{"exempt"}, wantExit: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,6 +392,9 @@ func TestConfigAndExemptions(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.wantAction, got); diff != "" || exit != tt.wantExit {
 				t.Errorf("exit %d, want %d; actions (-want +got):\n%s\nstderr: %s", exit, tt.wantExit, diff, stderr)
+			}
+			if tt.wantStderr != "" && stderr != tt.wantStderr {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr, tt.wantStderr)
 			}
 		})
 	}
