@@ -156,6 +156,29 @@ func TestParse(t *testing.T) {
 			wantErr: `[defaults.podManagementPolicy: Unsupported value: "Ordered": supported values: "OrderedReady", "Parallel", defaults.persistentVolumeClaimRetentionPolicy.whenScaled: Unsupported value: "delete": supported values: "Retain", "Delete"]`,
 		},
 		{
+			name: "exemptions name their bad fields",
+			in: head + `exemptions:
+  - {name: a, rules: [statefulset-headless], namespaces: [shop], kinds: [Pod], reason: x, expires: next week}
+  - {name: a, rules: [], reason: " "}
+  - {name: "", rules: [all], selector: {matchExpressions: [{key: tier, operator: Near}]}, reason: x}
+objectExemptionGrantors: {serviceAccounts: [argocd]}
+`,
+			wantErr: `[exemptions[0].rules[0]: Unsupported value: "statefulset-headless": supported values: "all", "statefulset-headless-service", ` +
+				`"statefulset-emptydir-data", "deployment-shared-rwo-pvc", "deployment-rwo-rolling-update", ` +
+				`exemptions[0].kinds[0]: Unsupported value: "Pod": supported values: "StatefulSet", "Deployment", ` +
+				`exemptions[0].expires: Invalid value: "next week": must be a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z), ` +
+				`exemptions[1].name: Duplicate value: "a", exemptions[1].rules: Required value: the rule IDs it exempts from, or "all", ` +
+				`exemptions[1]: Required value: namespaces, names or a selector: to turn a rule off everywhere, set its action to off, ` +
+				`exemptions[1].reason: Required value: why the workloads are exempt: results, logs and reports show it, ` +
+				`exemptions[2].name: Required value: names the exemption in results and logs, ` +
+				`exemptions[2].selector: Invalid value: `,
+		},
+		{
+			name:    "a ServiceAccount grantor is NAMESPACE/NAME",
+			in:      head + "objectExemptionGrantors: {serviceAccounts: [argocd]}\n",
+			wantErr: `objectExemptionGrantors.serviceAccounts[0]: Invalid value: "argocd": must be NAMESPACE/NAME`,
+		},
+		{
 			name:    "wrong type names the field",
 			in:      head + "allowObjectExemptions: sometimes\n",
 			wantErr: `json: cannot unmarshal string into Go struct field Config.allowObjectExemptions of type bool`,
