@@ -13,6 +13,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -96,6 +97,23 @@ func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, n
 	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))
 }
 
+// decodeRequested decodes an object of the review and refuses one that is
+// not the object the request names: the API server never sends such a
+// review, and judging it would answer questions about another namespace's
+// Services, claims or Deployments to whoever can post to the webhook.
+func decodeRequested(req admission.Request, raw runtime.RawExtension, into client.Object) error {
+	if err := decodeObject(raw, into); err != nil {
+		return err
+	}
+	if into.GetNamespace() != req.Namespace {
+		return fmt.Errorf("the object's namespace %q is not the request's %q", into.GetNamespace(), req.Namespace)
+	}
+	if req.Name != "" && into.GetName() != req.Name {
+		return fmt.Errorf("the object's name %q is not the request's %q", into.GetName(), req.Name)
+	}
+	return nil
+}
+
 // withRequester tells the engine who asks: the annotation
 // stateguard.io/exempt is honoured for the configured grantors only.
 func withRequester(ctx context.Context, req admission.Request) context.Context {
@@ -126,11 +144,11 @@ func (h validating[T]) Handle(ctx context.Context, req admission.Request) admiss
 	case admissionv1.Create:
 	case admissionv1.Update:
 		old = h.newObject()
-		if err := decodeObject(req.OldObject, old); err != nil {
+		if err := decodeRequested(req, req.OldObject, old); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	case admissionv1.Delete:
-		if err := decodeObject(req.OldObject, obj); err != nil {
+		if err := decodeRequested(req, req.OldObject, obj); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 		return admission.Allowed("")
@@ -139,7 +157,7 @@ func (h validating[T]) Handle(ctx context.Context, req admission.Request) admiss
 	default:
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unknown operation %q", req.Operation))
 	}
-	if err := decodeObject(req.Object, obj); err != nil {
+	if err := decodeRequested(req, req.Object, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	v, err := h.verdict(h.engine(), withRequester(ctx, req), obj, old, h.lookup)
@@ -154,13 +172,13 @@ func (h defaulting) Handle(ctx context.Context, req admission.Request) admission
 		return admission.Allowed("")
 	}
 	sts := newStatefulSet()
-	if err := decodeObject(req.Object, sts); err != nil {
+	if err := decodeRequested(req, req.Object, sts); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var old *appsv1.StatefulSet // nil: a creation
 	if req.Operation == admissionv1.Update {
 		old = newStatefulSet()
-		if err := decodeObject(req.OldObject, old); err != nil {
+		if err := decodeRequested(req, req.OldObject, old); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	}
@@ -239,7 +257,7 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("operation %q: the scale webhook judges UPDATE of deployments/scale only", req.Operation))
 	}
 	scale := &autoscalingv1.Scale{}
-	if err := decodeObject(req.Object, scale); err != nil {
+	if err := decodeRequested(req, req.Object, scale); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	dep := &appsv1.Deployment{}

@@ -521,3 +521,53 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 var authenticationUser = authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters", "system:authenticated"}}
 
 func ptr[T any](v T) *T { return &v }
+
+// TestNoOracle: a review whose object is not the one its request names
+// (another namespace, another name) is refused as malformed, and the
+// answer says nothing of the objects named: posting crafted reviews to
+// the webhook reads no other namespace's Services or Deployments.
+func TestNoOracle(t *testing.T) {
+	private := postgres("private")
+	web := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "private"}}
+	s := newTestServer(t, "", namespaceObj("private", nil), namespaceObj("attacker", nil), headlessFor(private), web)
+	crafted := func(path string, kind metav1.GroupVersionKind, resource string, obj runtime.Object, edit func(*admissionv1.AdmissionRequest)) []byte {
+		var review admissionv1.AdmissionReview
+		if err := json.Unmarshal(reviewOf(t, admissionv1.Update, kind, resource, obj, obj), &review); err != nil {
+			t.Fatal(err)
+		}
+		edit(review.Request)
+		body, err := json.Marshal(review)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	scale := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "private"}, Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+	scaleKind := metav1.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}
+	for _, tt := range []struct {
+		name, path string
+		body       []byte
+		want       string
+	}{
+		{"a StatefulSet of another namespace", PathValidateStatefulSet,
+			crafted(PathValidateStatefulSet, statefulSetKind, "statefulsets", private, func(r *admissionv1.AdmissionRequest) { r.Namespace = "attacker" }),
+			`the object's namespace "private" is not the request's "attacker"`},
+		{"defaulting one", PathMutateStatefulSet,
+			crafted(PathMutateStatefulSet, statefulSetKind, "statefulsets", private, func(r *admissionv1.AdmissionRequest) { r.Namespace = "attacker" }),
+			`the object's namespace "private" is not the request's "attacker"`},
+		{"a Scale of another namespace's Deployment", PathValidateScale,
+			crafted(PathValidateScale, scaleKind, "deployments", scale, func(r *admissionv1.AdmissionRequest) { r.Namespace = "attacker" }),
+			`the object's namespace "private" is not the request's "attacker"`},
+		{"a Scale of another Deployment", PathValidateScale,
+			crafted(PathValidateScale, scaleKind, "deployments", scale, func(r *admissionv1.AdmissionRequest) { r.Name = "api" }),
+			`the object's name "web" is not the request's "api"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, review := s.post(t, tt.path, tt.body)
+			r := review.Response
+			if r.Allowed || r.Result == nil || r.Result.Code != http.StatusBadRequest || !strings.HasSuffix(r.Result.Message, tt.want) || len(r.Warnings) > 0 || r.Patch != nil {
+				t.Errorf("answer %+v, want a 400 saying only %q", r, tt.want)
+			}
+		})
+	}
+}
