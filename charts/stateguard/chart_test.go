@@ -18,6 +18,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -101,7 +102,7 @@ func TestLint(t *testing.T) {
 
 func TestObjectsPerMode(t *testing.T) {
 	common := []string{
-		"ClusterRole/sg-stateguard", "ClusterRoleBinding/sg-stateguard", "ConfigMap/sg-stateguard", "Deployment/sg-stateguard",
+		"ClusterRole/sg-stateguard", "ClusterRole/sg-stateguard-metrics-reader", "ClusterRoleBinding/sg-stateguard", "ConfigMap/sg-stateguard", "Deployment/sg-stateguard",
 		"PodDisruptionBudget/sg-stateguard", "Role/sg-stateguard", "RoleBinding/sg-stateguard",
 		"Service/sg-stateguard", "Service/sg-stateguard-metrics", "ServiceAccount/sg-stateguard", "ValidatingWebhookConfiguration/sg-stateguard",
 	}
@@ -121,6 +122,10 @@ func TestObjectsPerMode(t *testing.T) {
 			extra: []string{"Certificate/sg-stateguard", "Issuer/sg-stateguard-selfsigned", "NetworkPolicy/sg-stateguard", "ServiceMonitor/sg-stateguard"}},
 		{name: "a default registers the mutating webhook", args: withDefault,
 			extra: []string{"MutatingWebhookConfiguration/sg-stateguard", "Secret/sg-stateguard-tls"}},
+		{name: "Prometheus may read the metrics", args: []string{"--set", "metrics.readers[0].namespace=monitoring,metrics.readers[0].name=prometheus"},
+			extra: []string{"ClusterRoleBinding/sg-stateguard-metrics-reader", "Secret/sg-stateguard-tls"}},
+		{name: "plain HTTP metrics", args: []string{"--set", "metrics.secure=false"},
+			extra: []string{"Secret/sg-stateguard-tls"}, drop: []string{"ClusterRole/sg-stateguard-metrics-reader"}},
 		{name: "the PolicyReport CRD", args: []string{"--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true"},
 			extra: []string{"CustomResourceDefinition/policyreports.wgpolicyk8s.io", "Secret/sg-stateguard-tls"}},
 	} {
@@ -253,6 +258,66 @@ func TestMutatingWebhookOnlyWithADefault(t *testing.T) {
 				t.Errorf("access to mutatingwebhookconfigurations: %v, want %v", granted, tt.want)
 			}
 		})
+	}
+}
+
+// TestOnlyTheAPIServerTalksToTheWebhook: the metrics need a token that may
+// get /metrics, the ServiceMonitor presents Prometheus's, the webhook
+// verifies the API server's client certificate when given its CA, and the
+// NetworkPolicy admits the configured peers only.
+func TestOnlyTheAPIServerTalksToTheWebhook(t *testing.T) {
+	r := render(t, append([]string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+		"--set", "networkPolicy.from[0].ipBlock.cidr=10.0.0.0/8", "--set", "webhook.clientCA.configMap=apiserver-ca",
+		"--set", "metrics.readers[0].namespace=monitoring,metrics.readers[0].name=prometheus",
+		"--api-versions", "monitoring.coreos.com/v1"}, withCertManager...)...)
+	var d appsv1.Deployment
+	r.get(t, "Deployment/sg-stateguard", &d)
+	pod := d.Spec.Template.Spec
+	args := pod.Containers[0].Args
+	for _, want := range []string{"--metrics-secure=true", "--client-ca-file=/etc/stateguard/client-ca/ca.crt"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool {
+		return v.ConfigMap != nil && v.ConfigMap.Name == "apiserver-ca" && v.ConfigMap.Items[0].Path == "ca.crt"
+	}) {
+		t.Errorf("volumes %+v: want the client CA's ConfigMap", pod.Volumes)
+	}
+	// The shape of the Prometheus Operator's ServiceMonitor that the chart uses.
+	var sm struct {
+		metav1.TypeMeta `json:",inline"`
+		Metadata        metav1.ObjectMeta `json:"metadata"`
+		Spec            struct {
+			Selector  metav1.LabelSelector `json:"selector"`
+			Endpoints []struct {
+				Port, Path, Scheme, BearerTokenFile string
+				TLSConfig                           struct{ InsecureSkipVerify bool } `json:"tlsConfig"`
+			} `json:"endpoints"`
+		} `json:"spec"`
+	}
+	r.get(t, "ServiceMonitor/sg-stateguard", &sm)
+	if e := sm.Spec.Endpoints[0]; e.Port != "https-metrics" || e.Scheme != "https" || e.BearerTokenFile == "" || !e.TLSConfig.InsecureSkipVerify {
+		t.Errorf("ServiceMonitor endpoint %+v: want https with Prometheus's token", e)
+	}
+	var reader rbacv1.ClusterRole
+	var binding rbacv1.ClusterRoleBinding
+	r.get(t, "ClusterRole/sg-stateguard-metrics-reader", &reader)
+	r.get(t, "ClusterRoleBinding/sg-stateguard-metrics-reader", &binding)
+	if len(reader.Rules) != 1 || !slices.Equal(reader.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(reader.Rules[0].Verbs, []string{"get"}) {
+		t.Errorf("metrics-reader rules %+v", reader.Rules)
+	}
+	if s := binding.Subjects; len(s) != 1 || s[0].Kind != "ServiceAccount" || s[0].Namespace != "monitoring" || s[0].Name != "prometheus" {
+		t.Errorf("metrics-reader subjects %+v", s)
+	}
+	var np networkingv1.NetworkPolicy
+	r.get(t, "NetworkPolicy/sg-stateguard", &np)
+	webhook := np.Spec.Ingress[0]
+	if webhook.Ports[0].Port.String() != "webhook" || len(webhook.From) != 1 || webhook.From[0].IPBlock.CIDR != "10.0.0.0/8" {
+		t.Errorf("the webhook port's ingress %+v: want it from 10.0.0.0/8 only", webhook)
+	}
+	if metrics := np.Spec.Ingress[1]; len(metrics.From) != 0 {
+		t.Errorf("the metrics port's ingress %+v: want it open when metricsFrom is empty", metrics)
 	}
 }
 

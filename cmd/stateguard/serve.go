@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/stateguard/stateguard/audit"
 	"github.com/stateguard/stateguard/internal/commalist"
+	"github.com/stateguard/stateguard/internal/metricsauth"
 	"github.com/stateguard/stateguard/internal/server"
 	"github.com/stateguard/stateguard/webhook"
 )
@@ -46,7 +48,8 @@ const (
 type serveOptions struct {
 	kubeconfig, configFile, certDir, metricsAddr, probeAddr     string
 	certSecret, webhookService, webhookConfiguration, namespace string
-	mutatingWebhookConfiguration, certificate                   string
+	mutatingWebhookConfiguration, certificate, clientCAFile     string
+	metricsSecure                                               bool
 	port                                                        int
 	leaderElect                                                 bool
 	auditInterval                                               time.Duration
@@ -65,6 +68,8 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.port, "port", 9443, "the port the webhook serves on")
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "the directory holding tls.crt and tls.key, reloaded when they change")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `the address of the metrics endpoint ("0" disables it)`)
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS (a self-signed certificate) to clients the API server authenticates (a bearer token) and authorizes (get on the non-resource URL /metrics); false: plain HTTP to anyone who reaches it")
+	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "accept webhook connections only from clients with a certificate signed by a CA in this PEM file: the API server's client certificate for webhooks (--admission-control-config-file)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas (Lease stateguard.io in --namespace) for the background audit and self-managed certificate rotation; losing the Lease stops that work, never the webhook")
 	fs.DurationVar(&o.auditInterval, "audit-interval", 0, "how often to audit the cluster in the background, on the elected leader (0 disables it)")
@@ -178,23 +183,24 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := polv1alpha2.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
+	tlsOpts, err := o.tlsOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "stateguard serve: %v\n", err)
+		return exitServeInvalid
+	}
+	metrics := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		metrics.SecureServing, metrics.FilterProvider, metrics.TLSOpts = true, metricsauth.Filter, []func(*tls.Config){serverTLS}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                metrics,
 		HealthProbeBindAddress: o.probeAddr,
 		// No leader election here: the server elects the leader of the
 		// audit and certificate rotation itself, so that losing the Lease
 		// stops that work and not the webhook.
-		Cache: cache.Options{DefaultTransform: server.SlimObject},
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Port:    o.port,
-			CertDir: o.certDir,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) {
-				c.MinVersion = tls.VersionTLS12
-				// HTTP/2 off: its stream multiplexing has had denial-of-service flaws (CVE-2023-44487).
-				c.NextProtos = []string{"http/1.1"}
-			}},
-		}),
+		Cache:         cache.Options{DefaultTransform: server.SlimObject},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.port, CertDir: o.certDir, TLSOpts: tlsOpts}),
 	})
 	if err != nil {
 		log.Error(err, "creating the manager")
@@ -236,6 +242,40 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitServeFailed
 	}
 	return exitServeStopped
+}
+
+// serverTLS is the TLS of every listener: TLS 1.2 and up, at TLS 1.2 only
+// the ECDHE suites with AEAD ciphers (TLS 1.3's are all AEAD), and no
+// HTTP/2, whose stream multiplexing has had denial-of-service flaws
+// (CVE-2023-44487).
+func serverTLS(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	c.CipherSuites = []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+	c.NextProtos = []string{"http/1.1"}
+}
+
+// tlsOptions are the webhook listener's: serverTLS, and with
+// --client-ca-file, a client certificate signed by one of its CAs.
+func (o *serveOptions) tlsOptions() ([]func(*tls.Config), error) {
+	opts := []func(*tls.Config){serverTLS}
+	if o.clientCAFile == "" {
+		return opts, nil
+	}
+	data, err := os.ReadFile(o.clientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--client-ca-file %s: no PEM certificate in it", o.clientCAFile)
+	}
+	return append(opts, func(c *tls.Config) {
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}), nil
 }
 
 // memoryLimitFromEnv reads $MEMORY_LIMIT, the container's limit in bytes

@@ -70,9 +70,12 @@ func TestChartOnTheNode(t *testing.T) {
 	t.Cleanup(cleanup)
 	mustKubectl(t, "create", "namespace", namespace)
 	mustKubectl(t, "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted")
+	// The ServiceAccount the metrics are read with, as Prometheus's would be.
+	mustKubectl(t, "-n", namespace, "create", "serviceaccount", "metrics-reader")
 	installed := time.Now()
 	if out, err := helm("install", release, chart, "--namespace", namespace, "--set", "certManager.enabled=false",
-		"--set", "audit.interval=5s", "--wait", "--timeout", "4m"); err != nil {
+		"--set", "audit.interval=5s", "--set", "metrics.readers[0].namespace="+namespace+",metrics.readers[0].name=metrics-reader",
+		"--wait", "--timeout", "4m"); err != nil {
 		t.Fatalf("helm install: %v\n%s\n%s", err, out, mustKubectl(t, "-n", namespace, "get", "pods,events"))
 	}
 	t.Logf("helm install --wait took %s", time.Since(installed).Round(time.Second))
@@ -111,6 +114,23 @@ func TestChartOnTheNode(t *testing.T) {
 		name, _, _ := strings.Cut(holder, "_")
 		if name != pods[0].Metadata.Name && name != pods[1].Metadata.Name {
 			t.Errorf("the Lease is held by %q, not by a stateguard Pod (%s, %s)", holder, pods[0].Metadata.Name, pods[1].Metadata.Name)
+		}
+	})
+
+	t.Run("the metrics answer only a token the chart's metrics-reader RBAC admits", func(t *testing.T) {
+		pod := stateguardPods(t)[0].Status.PodIP
+		mustKubectl(t, "-n", namespace, "create", "serviceaccount", "someone")
+		for _, tt := range []struct {
+			who, token string
+			want       int
+		}{
+			{"no token", "", http.StatusUnauthorized},
+			{"a ServiceAccount without the role", mustKubectl(t, "-n", namespace, "create", "token", "someone"), http.StatusForbidden},
+			{"metrics.readers", metricsToken(t), http.StatusOK},
+		} {
+			if status, _ := scrape(t, pod, tt.token); status != tt.want {
+				t.Errorf("%s: HTTP %d, want %d", tt.who, status, tt.want)
+			}
 		}
 	})
 
@@ -629,16 +649,11 @@ func stallUploads(addr string, stop <-chan struct{}) {
 // residentBytes is the resident memory a stateguard Pod reports.
 func residentBytes(t *testing.T, podIP string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + net.JoinHostPort(podIP, "8080") + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	status, body := scrape(t, podIP, metricsToken(t))
+	if status != http.StatusOK {
+		t.Fatalf("/metrics of %s: HTTP %d\n%s", podIP, status, body)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(body)) {
+	for line := range strings.Lines(body) {
 		if value, ok := strings.CutPrefix(line, "process_resident_memory_bytes "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 			if err != nil {
@@ -647,8 +662,38 @@ func residentBytes(t *testing.T, podIP string) float64 {
 			return v
 		}
 	}
-	t.Fatal("no process_resident_memory_bytes in the metrics")
+	t.Fatalf("no process_resident_memory_bytes in the metrics of %s", podIP)
 	return 0
+}
+
+// scrape gets a replica's /metrics over HTTPS (its certificate is
+// self-signed) with a bearer token, none when token is "".
+func scrape(t *testing.T, podIP, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "https://"+net.JoinHostPort(podIP, "8080")+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// metricsToken is a token of the ServiceAccount the chart's
+// metrics.readers lets read the metrics.
+func metricsToken(t *testing.T) string {
+	return mustKubectl(t, "-n", namespace, "create", "token", "metrics-reader")
 }
 
 // webhookProbe is the example StatefulSet without its headless Service,

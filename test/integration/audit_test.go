@@ -271,7 +271,7 @@ func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string)
 	cmd := exec.CommandContext(ctx, stateguardBin, "serve",
 		"--kubeconfig", kubeconfig, "--cert-dir", certDir,
 		"--port", fmt.Sprint(ports[0]),
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		"--leader-elect", "--namespace", leaseNamespace,
 		"--audit-interval", interval, "--zap-log-level", "debug")

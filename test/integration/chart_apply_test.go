@@ -34,6 +34,11 @@ func TestChartAppliesCleanly(t *testing.T) {
 	for _, mode := range [][]string{
 		{"--api-versions", "cert-manager.io/v1", "--set", "networkPolicy.enabled=true"},
 		{"--set", "certManager.enabled=false", "--set", "logLevel=debug"},
+		// Only the API server talks to the webhook: the NetworkPolicy's
+		// peers, the client CA, Prometheus's access to the metrics.
+		{"--set", "certManager.enabled=false", "--set", "networkPolicy.enabled=true",
+			"--set", "networkPolicy.from[0].ipBlock.cidr=10.0.0.0/8", "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+			"--set", "webhook.clientCA.configMap=apiserver-client-ca", "--set", "metrics.readers[0].namespace=monitoring,metrics.readers[0].name=prometheus"},
 	} {
 		rendered, err := exec.Command(helmBin, append([]string{"template", "sg", "../../charts/stateguard", "--namespace", ns}, mode...)...).CombinedOutput()
 		if err != nil {

@@ -127,7 +127,7 @@ func run(m *testing.M) (int, error) {
 	serve := exec.CommandContext(ctx, stateguardBin, "serve",
 		"--kubeconfig", kubeconfig, "--config", configFile, "--cert-dir", certDir,
 		"--port", fmt.Sprint(webhooks.LocalServingPort),
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--mutating-webhook-configuration", "stateguard",
 		"--zap-log-level", "debug")
