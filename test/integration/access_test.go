@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -205,4 +206,52 @@ func newClientCert(t *testing.T, name string, ca *x509.Certificate, caKey *ecdsa
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestCraftedReviewsReadNothing posts to the running webhook reviews that
+// name another namespace's StatefulSet and Deployment, as anyone who can
+// reach the port could: refused as malformed, and the answers say nothing
+// of the Service or Deployment that namespace holds.
+func TestCraftedReviewsReadNothing(t *testing.T) {
+	private := namespace(t, nil, nil)
+	mustApply(t, private, headlessService("secret-db")+"---\n"+deployment(1, "Recreate"))
+	statefulSet := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"probe","namespace":%q},`+
+		`"spec":{"serviceName":"secret-db","selector":{"matchLabels":{"app":"secret-db"}},"template":{"metadata":{"labels":{"app":"secret-db"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`, private)
+	scale := fmt.Sprintf(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web","namespace":%q},"spec":{"replicas":5}}`, private)
+	review := func(kind, group, version, resource, subresource, name, object string) string {
+		return fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"group":%q,"version":%q,"kind":%q},`+
+			`"resource":{"group":"apps","version":"v1","resource":%q},"subResource":%q,"name":%q,"namespace":"attacker","operation":"UPDATE",`+
+			`"userInfo":{"username":"intruder"},"object":%s,"oldObject":%s}}`, group, version, kind, resource, subresource, name, object, object)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for _, tt := range []struct{ path, body string }{
+		{"/validate-apps-v1-statefulset", review("StatefulSet", "apps", "v1", "statefulsets", "", "probe", statefulSet)},
+		{"/mutate-apps-v1-statefulset", review("StatefulSet", "apps", "v1", "statefulsets", "", "probe", statefulSet)},
+		{"/validate-apps-v1-deployment-scale", review("Scale", "autoscaling", "v1", "deployments", "scale", "web", scale)},
+	} {
+		resp, err := client.Post(serverURL+tt.path, "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var answer struct {
+			Response struct {
+				Allowed bool
+				Status  struct {
+					Code    int
+					Message string
+				} `json:"status"`
+				Warnings []string
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := answer.Response
+		if r.Allowed || r.Status.Code != http.StatusBadRequest || len(r.Warnings) > 0 ||
+			!strings.HasSuffix(r.Status.Message, fmt.Sprintf(`the object's namespace %q is not the request's "attacker"`, private)) {
+			t.Errorf("%s: %+v, want a 400 that names only the namespaces", tt.path, r)
+		}
+	}
 }
