@@ -259,7 +259,7 @@ func sharedClaims(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b boun
 				effect = "only one Pod at a time can use it, so the other replicas stay Pending"
 			}
 			vs = append(vs, violation{
-				rule: rule, key: rule + "/" + c.claim, field: f,
+				rule: rule, key: rule + "/" + c.claim, degree: b.n, field: f,
 				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
 					"%s: %s, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates",
 					c.claim, c.mode, b, dep.Name, effect, b.fix()),

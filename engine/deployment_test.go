@@ -171,6 +171,21 @@ func TestDeployment(t *testing.T) {
 				"uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica, engine.ActionWarn)},
 		},
 		{
+			name:    "UPDATE: 3 to 5 replicas over a shared claim is worse: denied",
+			obj:     deploy("web", ptr[int32](5), recreate, claimVolume("uploads")),
+			old:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
+			objects: []any{pvc("uploads", rwo)},
+			want:    []engine.Result{sharedOnDeployment("uploads", "ReadWriteOnce", "spec.replicas is 5", multiAttach, runOneReplica)},
+		},
+		{
+			name:    "UPDATE: 5 to 3 is better: a warning",
+			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
+			old:     deploy("web", ptr[int32](5), recreate, claimVolume("uploads")),
+			objects: []any{pvc("uploads", rwo)},
+			want: []engine.Result{shared("Deployment", "web", "spec.template.spec.volumes[0].persistentVolumeClaim.claimName",
+				"uploads", "ReadWriteOnce", "spec.replicas is 3", multiAttach, runOneReplica, engine.ActionWarn)},
+		},
+		{
 			name:    "UPDATE: scaling up is a new violation",
 			obj:     deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
 			old:     deploy("web", ptr[int32](1), recreate, claimVolume("uploads")),
@@ -318,11 +333,18 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 			objects: []any{pvc("uploads", rwo)},
 		},
 		{
-			name:    "UPDATE: an HPA that already allowed 5 keeps a warning",
+			name:    "UPDATE: an HPA raised from 5 to 6 makes it worse: denied",
 			obj:     hpa("web", "web", 6),
 			old:     hpa("web", "web", 5),
 			objects: []any{web, pvc("uploads", rwo)},
-			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionWarn)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 6 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionDeny)},
+		},
+		{
+			name:    "UPDATE: an HPA lowered from 6 to 5 keeps a warning",
+			obj:     hpa("web", "web", 5),
+			old:     hpa("web", "web", 6),
+			objects: []any{web, pvc("uploads", rwo)},
+			want:    []engine.Result{onHPA("web", `HorizontalPodAutoscaler "web" may scale to 5 replicas`, `set maxReplicas of HorizontalPodAutoscaler "web" to 1`, engine.ActionWarn)},
 		},
 	}
 	for _, tt := range tests {
@@ -369,10 +391,16 @@ func TestScale(t *testing.T) {
 			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionWarn)},
 		},
 		{
-			name:  "2 to 3 on a Deployment that already violates",
+			name:  "2 to 3 on a Deployment that already violates: worse, so denied",
 			scale: scale(3),
 			dep:   deploy("web", ptr[int32](2), recreate, claimVolume("uploads")),
-			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionWarn)},
+			want:  []engine.Result{onScale("the scale request sets 3 replicas", engine.ActionDeny)},
+		},
+		{
+			name:  "3 to 2: better, so a warning",
+			scale: scale(2),
+			dep:   deploy("web", ptr[int32](3), recreate, claimVolume("uploads")),
+			want:  []engine.Result{onScale("the scale request sets 2 replicas", engine.ActionWarn)},
 		},
 	}
 	for _, tt := range tests {

@@ -114,7 +114,10 @@ type violation struct {
 	rule string
 	// key identifies the violation across an UPDATE independently of list
 	// indexes, so an old violation is recognised after fields move.
-	key     string
+	key string
+	// degree measures how bad it is where that can grow (the replicas
+	// sharing a claim): an UPDATE that raises it is judged as new.
+	degree  int32
 	field   *field.Path
 	message string
 	// advisory findings (dead config, a claim that cannot be judged yet) are
@@ -122,9 +125,11 @@ type violation struct {
 	advisory bool
 }
 
-func hasKey(vs []violation, key string) bool {
-	for _, v := range vs {
-		if v.key == key {
+// predates reports whether old holds v already, at least as bad: then the
+// UPDATE did not cause it, and it is only a warning.
+func (v violation) predates(old []violation) bool {
+	for _, o := range old {
+		if o.key == v.key && o.degree >= v.degree {
 			return true
 		}
 	}
@@ -142,7 +147,7 @@ func capAction(a, limit Action) Action {
 
 // resolve turns violations into results: the rule's action, lowered to a
 // warning for advisory findings and for violations the old object already
-// had, capped by the namespace and global enforcement, and marked exempt
+// had at least as bad, capped by the namespace and global enforcement, and marked exempt
 // where an exemption of the policy, or the object's annotation, allows.
 func (e *Engine) resolve(ctx context.Context, kind string, obj metav1.Object, vs, old []violation, lk Lookup) (Verdict, error) {
 	return e.resolveAs(ctx, kind, obj, kind, obj, vs, old, lk)
@@ -180,7 +185,7 @@ func (e *Engine) resolveAs(ctx context.Context, kind string, obj metav1.Object, 
 			continue
 		}
 		judged = append(judged, x)
-		if x.advisory || hasKey(old, x.key) {
+		if x.advisory || x.predates(old) {
 			intended = capAction(intended, ActionWarn)
 		}
 		a := capAction(intended, limit)
