@@ -301,11 +301,17 @@ func rollingUpdate(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b bou
 	if len(claims) == 0 {
 		return nil, nil
 	}
+	// ReadWriteOncePod admits one Pod; ReadWriteOnce one node, so a new Pod
+	// on the old one's node mounts the volume and the rollout goes on.
+	stalls := "the rollout stalls whenever the new Pod is scheduled on another node than the old one (the volume attaches to one node at a time)"
+	if mode == string(corev1.ReadWriteOncePod) {
+		stalls = "the rollout always stalls (the claim admits one Pod at a time)"
+	}
 	return []violation{{
 		rule: rule, key: rule, field: specPath.Child("strategy"),
-		message: fmt.Sprintf("a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: "+
+		message: fmt.Sprintf("a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so %s: "+
 			"set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}",
-			surge, mode, strings.Join(claims, ", ")),
+			surge, mode, strings.Join(claims, ", "), stalls),
 	}}, nil
 }
 

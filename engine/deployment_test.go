@@ -49,10 +49,14 @@ func missingClaim(replicas int) engine.Result {
 }
 
 func rolling(surge, mode, claims string) engine.Result {
+	stalls := "the rollout stalls whenever the new Pod is scheduled on another node than the old one (the volume attaches to one node at a time)"
+	if mode == "ReadWriteOncePod" {
+		stalls = "the rollout always stalls (the claim admits one Pod at a time)"
+	}
 	return engine.Result{Rule: engine.RuleRWORollingUpdate, Action: engine.ActionWarn, Kind: "Deployment", Namespace: "shop", Name: "web",
 		Field: fieldPath("spec.strategy"),
-		Message: fmt.Sprintf(`a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so the rollout stalls: `+
-			`set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`, surge, mode, claims)}
+		Message: fmt.Sprintf(`a rolling update (maxSurge %s) starts the new Pod before the old one releases %s PersistentVolumeClaim %s, so %s: `+
+			`set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`, surge, mode, claims, stalls)}
 }
 
 func bound(claim *corev1.PersistentVolumeClaim, modes ...corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {

@@ -56,7 +56,9 @@ type Rule struct {
 	Options []string
 
 	// One of the following judges an object.
-	statefulSet func(e *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error)
+	// statefulSet judges a StatefulSet; update says it replaces a stored
+	// one, whose spec.serviceName can no longer change.
+	statefulSet func(e *Engine, ctx context.Context, sts *appsv1.StatefulSet, update bool, lk Lookup) ([]violation, error)
 	// deployment judges a Deployment that may run up to b replicas. A
 	// rule that depends on the bound alone (onRescale) is judged again
 	// when an HPA or a scale request changes it.

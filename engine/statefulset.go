@@ -16,7 +16,7 @@ import (
 // StatefulSet judges a StatefulSet: created when old is nil, else updated from old.
 func (e *Engine) StatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, lk Lookup) (Verdict, error) {
 	vs, oldVs, err := judgeWithOld(func(s *appsv1.StatefulSet) ([]violation, error) {
-		return e.statefulSetViolations(ctx, s, lk)
+		return e.statefulSetViolations(ctx, s, old != nil, lk)
 	}, sts, old, old != nil)
 	if err != nil {
 		return Verdict{}, err
@@ -24,13 +24,13 @@ func (e *Engine) StatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, 
 	return e.resolve(ctx, "StatefulSet", sts, vs, oldVs, lk)
 }
 
-func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
+func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.StatefulSet, update bool, lk Lookup) ([]violation, error) {
 	var vs []violation
 	for _, r := range Rules {
 		if r.statefulSet == nil || !e.enabled(r.ID) {
 			continue
 		}
-		found, err := r.statefulSet(e, ctx, sts, lk)
+		found, err := r.statefulSet(e, ctx, sts, update, lk)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +41,9 @@ func (e *Engine) statefulSetViolations(ctx context.Context, sts *appsv1.Stateful
 
 const exemptHeadlessHint = "; if the Pods need no stable DNS names, ask the platform team for an exemption from " + RuleHeadlessService + " in stateguard's policy"
 
-func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk Lookup) ([]violation, error) {
+// headlessService judges the Service of spec.serviceName. Its fixes on an
+// UPDATE leave spec.serviceName alone: it is immutable.
+func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, update bool, lk Lookup) ([]violation, error) {
 	const rule = RuleHeadlessService
 	var vs []violation
 	add := func(key string, field *field.Path, msg string) {
@@ -49,7 +51,11 @@ func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk
 	}
 	name, ns := sts.Spec.ServiceName, sts.Namespace
 	if name == "" {
-		add("empty", serviceNamePath, "is empty, so the Pods get no stable DNS names: set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels")
+		fix := "set it to the name of a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels"
+		if update {
+			fix = "spec.serviceName cannot change on an existing StatefulSet: delete it with --cascade=orphan (its Pods and claims stay) and create it again with spec.serviceName set to a headless Service (clusterIP: None) whose selector matches spec.template.metadata.labels"
+		}
+		add("empty", serviceNamePath, "is empty, so the Pods get no stable DNS names: "+fix)
 		return vs, nil
 	}
 	svc, err := lk.Service(ctx, ns, name)
@@ -57,22 +63,39 @@ func headlessService(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, lk
 		return nil, fmt.Errorf("looking up Service %s/%s: %w", ns, name, err)
 	}
 	if svc == nil {
-		add("missing", serviceNamePath, fmt.Sprintf("Service %q not found in namespace %q, so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named %q whose selector matches spec.template.metadata.labels, or set spec.serviceName to an existing one", name, ns, name))
+		fix := ", or set spec.serviceName to an existing one"
+		if update {
+			fix = " (spec.serviceName cannot change on an existing StatefulSet)"
+		}
+		add("missing", serviceNamePath, fmt.Sprintf("Service %q not found in namespace %q, so the Pods get no stable DNS names: create a headless Service (clusterIP: None) named %q whose selector matches spec.template.metadata.labels%s", name, ns, name, fix))
 		return vs, nil
 	}
+	recreate := "point spec.serviceName at a Service with type: ClusterIP and clusterIP: None"
+	if update {
+		recreate = "delete Service %[1]q and create it again with type: ClusterIP and clusterIP: None (spec.serviceName cannot change on an existing StatefulSet)"
+		recreate = fmt.Sprintf(recreate, name)
+	}
 	if svc.Spec.Type != "" && svc.Spec.Type != corev1.ServiceTypeClusterIP {
-		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (type %s): point spec.serviceName at a Service with type: ClusterIP and clusterIP: None", name, ns, svc.Spec.Type))
+		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (type %s): %s", name, ns, svc.Spec.Type, recreate))
 	} else if svc.Spec.ClusterIP != corev1.ClusterIPNone {
 		ip := svc.Spec.ClusterIP
 		if ip == "" {
 			ip = "not set, so one is allocated"
 		}
-		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (clusterIP %s): set clusterIP: None (clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)", name, ns, ip))
+		fix := "set clusterIP: None (clusterIP cannot change on an existing Service: create a separate headless Service and point spec.serviceName at it)"
+		if update {
+			fix = recreate + "; clients that need a virtual IP can use a second, ordinary Service"
+		}
+		add("not-headless", serviceNamePath, fmt.Sprintf("Service %q in namespace %q is not headless (clusterIP %s): %s", name, ns, ip, fix))
 	}
 	if len(svc.Spec.Selector) == 0 {
 		add("selector", serviceNamePath, fmt.Sprintf("Service %q in namespace %q has no selector, so it publishes no DNS records for the Pods: set its selector to labels of spec.template.metadata.labels", name, ns))
 	} else if missing := unmatchedSelector(svc.Spec.Selector, sts.Spec.Template.Labels); missing != "" {
-		add("selector", podLabelPath, fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, or point spec.serviceName at a Service that selects the Pods", name, ns, missing))
+		fix := "or point spec.serviceName at a Service that selects the Pods"
+		if update {
+			fix = fmt.Sprintf("or change the selector of Service %q to labels the Pods have", name)
+		}
+		add("selector", podLabelPath, fmt.Sprintf("Service %q in namespace %q selects %s, which the Pod template lacks, so the Pods get no DNS records: add the labels to spec.template.metadata.labels, %s", name, ns, missing, fix))
 	}
 	return vs, nil
 }
@@ -89,7 +112,7 @@ func unmatchedSelector(selector, labels map[string]string) string {
 	return strings.Join(missing, ", ")
 }
 
-func (e *Engine) emptyDirData(_ context.Context, sts *appsv1.StatefulSet, _ Lookup) ([]violation, error) {
+func (e *Engine) emptyDirData(_ context.Context, sts *appsv1.StatefulSet, _ bool, _ Lookup) ([]violation, error) {
 	const rule = RuleEmptyDirData
 	var vs []violation
 	pod := &sts.Spec.Template.Spec

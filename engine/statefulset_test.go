@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -287,6 +288,41 @@ func TestEmptyDirData(t *testing.T) {
 			}
 			if diff := cmp.Diff(engine.Verdict{Results: tt.want}, got, ignoreIntended); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestHeadlessServiceFixesOnUpdate: spec.serviceName is immutable, so the
+// fixes of an UPDATE change the Service or the Pod labels, never it.
+func TestHeadlessServiceFixesOnUpdate(t *testing.T) {
+	app := map[string]string{"app": "db"}
+	for _, tt := range []struct {
+		name    string
+		obj     *appsv1.StatefulSet
+		service *corev1.Service
+		want    string
+	}{
+		{"missing", sts("db"), nil, `(spec.serviceName cannot change on an existing StatefulSet)`},
+		{"not headless", sts("db"), func() *corev1.Service { s := headlessSvc("db", app); s.Spec.ClusterIP = "10.96.0.7"; return s }(),
+			`delete Service "db" and create it again with type: ClusterIP and clusterIP: None (spec.serviceName cannot change on an existing StatefulSet)`},
+		{"a LoadBalancer", sts("db"), func() *corev1.Service { s := headlessSvc("db", app); s.Spec.Type = corev1.ServiceTypeLoadBalancer; return s }(),
+			`delete Service "db" and create it again with type: ClusterIP and clusterIP: None`},
+		{"selecting other labels", sts("db"), headlessSvc("db", map[string]string{"app": "postgres"}), `or change the selector of Service "db" to labels the Pods have`},
+		{"empty", sts("db", func(s *appsv1.StatefulSet) { s.Spec.ServiceName = "" }), nil, "delete it with --cascade=orphan"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := []any{}
+			if tt.service != nil {
+				objs = append(objs, tt.service)
+			}
+			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, sts("db"), index(objs...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Results) != 1 || !strings.Contains(got.Results[0].Message, tt.want) || strings.Contains(got.Results[0].Message, "set spec.serviceName to") ||
+				strings.Contains(got.Results[0].Message, "point spec.serviceName") {
+				t.Errorf("results %+v: want one whose fix says %q and leaves spec.serviceName alone", got.Results, tt.want)
 			}
 		})
 	}

@@ -225,9 +225,12 @@ spec:
 		t.Errorf("the HPA controller's scale: %v\n%s", err, stderr)
 	}
 	// A user's scale is judged: the violation the controller's scale made is
-	// now pre-existing, so a warning.
-	if _, stderr, err := kubectlIn("", "scale", "-n", ns, "deployment/web", "--replicas=4"); err != nil || !strings.Contains(stderr, "Warning: deployment-shared-rwo-pvc: spec.replicas:") {
-		t.Errorf("a user's scale: err=%v, want it judged, with a warning\n%s", err, stderr)
+	// now pre-existing, so scaling down is a warning, and up a denial.
+	if _, stderr, err := kubectlIn("", "scale", "-n", ns, "deployment/web", "--replicas=2"); err != nil || !strings.Contains(stderr, "Warning: deployment-shared-rwo-pvc: spec.replicas:") {
+		t.Errorf("a user's scale down: err=%v, want it judged, with a warning\n%s", err, stderr)
+	}
+	if _, stderr, err := kubectlIn("", "scale", "-n", ns, "deployment/web", "--replicas=4"); err == nil || !strings.Contains(stderr, `"deployment-scales.validate.stateguard.io" denied the request`) {
+		t.Errorf("a user's scale up: err=%v, want it denied\n%s", err, stderr)
 	}
 }
 
