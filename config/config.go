@@ -35,6 +35,10 @@ type Config struct {
 	AllowObjectExemptions   *bool       `json:"allowObjectExemptions,omitempty"`
 	ObjectExemptionGrantors Grantors    `json:"objectExemptionGrantors,omitempty"`
 	Exemptions              []Exemption `json:"exemptions,omitempty"`
+	// DataDirectories extend the built-in catalogue of where well-known
+	// images keep their data: an entry replaces the built-in one of its
+	// name, and one without paths removes it.
+	DataDirectories []engine.DataDirectory `json:"dataDirectories,omitempty"`
 	// Rules configure engine.Rules, by rule ID.
 	Rules    map[string]Rule `json:"rules,omitempty"`
 	Defaults Defaults        `json:"defaults,omitempty"`
@@ -132,7 +136,47 @@ func (c *Config) Settings() engine.Settings {
 	}
 	e := c.Rules[engine.RuleEmptyDirData]
 	s.ScratchPaths, s.DataPaths, s.DataVolumeNames = e.ScratchPaths, e.DataPaths, e.DataVolumeNames
+	s.DataDirectories = c.dataDirectories()
 	return s
+}
+
+// dataDirectories are the built-in catalogue with the configuration's
+// entries in place of those of the same name, and after them.
+func (c *Config) dataDirectories() []engine.DataDirectory {
+	dirs := engine.BuiltinCatalogue().DataDirectories
+	for _, d := range c.DataDirectories {
+		if i := slices.IndexFunc(dirs, func(b engine.DataDirectory) bool { return b.Name == d.Name }); i >= 0 {
+			dirs[i] = d
+		} else {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+func (c *Config) validateDataDirectories() field.ErrorList {
+	var errs field.ErrorList
+	p := field.NewPath("dataDirectories")
+	names := map[string]bool{}
+	for i, d := range c.DataDirectories {
+		p := p.Index(i)
+		switch {
+		case d.Name == "":
+			errs = append(errs, field.Required(p.Child("name"), "replaces the built-in entry of that name, or adds one"))
+		case names[d.Name]:
+			errs = append(errs, field.Duplicate(p.Child("name"), d.Name))
+		}
+		names[d.Name] = true
+		if len(d.Paths) > 0 && len(d.Images) == 0 {
+			errs = append(errs, field.Required(p.Child("images"), "the image repositories that keep their data in paths"))
+		}
+		errs = append(errs, validatePaths(p.Child("paths"), d.Paths)...)
+		errs = append(errs, validateNamePatterns(p.Child("images"), d.Images)...)
+		if d.Roles != nil && (len(d.Roles.Env) == 0 || len(d.Roles.Data) == 0) {
+			errs = append(errs, field.Required(p.Child("roles"), "env (the variables that list a node's roles) and data (the roles that keep data)"))
+		}
+	}
+	return errs
 }
 
 // Load reads, strictly decodes, validates and defaults the file at path.
@@ -185,6 +229,7 @@ func (c *Config) validate() field.ErrorList {
 	errs = append(errs, validateAction(field.NewPath("enforcement"), c.Enforcement, engine.ActionDeny, engine.ActionWarn, engine.ActionDryRun)...)
 	errs = append(errs, c.validateRules(field.NewPath("rules"))...)
 	errs = append(errs, c.validateExemptions()...)
+	errs = append(errs, c.validateDataDirectories()...)
 
 	d := field.NewPath("defaults")
 	r := d.Child("persistentVolumeClaimRetentionPolicy")

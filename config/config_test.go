@@ -163,8 +163,7 @@ func TestParse(t *testing.T) {
   - {name: "", rules: [all], selector: {matchExpressions: [{key: tier, operator: Near}]}, reason: x}
 objectExemptionGrantors: {serviceAccounts: [argocd]}
 `,
-			wantErr: `[exemptions[0].rules[0]: Unsupported value: "statefulset-headless": supported values: "all", "statefulset-headless-service", ` +
-				`"statefulset-emptydir-data", "deployment-shared-rwo-pvc", "deployment-rwo-rolling-update", ` +
+			wantErr: `[exemptions[0].rules[0]: Unsupported value: "statefulset-headless": supported values: "all", "` + strings.Join(engine.RuleIDs(), `", "`) + `", ` +
 				`exemptions[0].kinds[0]: Unsupported value: "Pod": supported values: "StatefulSet", "Deployment", ` +
 				`exemptions[0].expires: Invalid value: "next week": must be a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z), ` +
 				`exemptions[1].name: Duplicate value: "a", exemptions[1].rules: Required value: the rule IDs it exempts from, or "all", ` +
@@ -215,5 +214,37 @@ func TestLoadNamesTheFile(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml: no such file or directory") {
 		t.Errorf("error = %v, want the missing file named", err)
+	}
+}
+
+func TestDataDirectories(t *testing.T) {
+	cfg, err := Parse([]byte(`apiVersion: stateguard.io/v1alpha1
+kind: Config
+dataDirectories:
+  - {name: postgresql, images: ["corp/pg"], paths: [/pg]}
+  - {name: jenkins}
+  - {name: ledger, images: ["corp/ledger"], paths: [/var/ledger]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := cfg.Settings().DataDirectories
+	byName := map[string]engine.DataDirectory{}
+	for _, d := range dirs {
+		byName[d.Name] = d
+	}
+	if pg := byName["postgresql"]; len(pg.Paths) != 1 || pg.Paths[0] != "/pg" {
+		t.Errorf("postgresql %+v: want the configuration's entry in place of the built-in one", pg)
+	}
+	if j := byName["jenkins"]; len(j.Paths) != 0 {
+		t.Errorf("jenkins %+v: want it emptied (removed from the judgement)", j)
+	}
+	if l := byName["ledger"]; len(l.Paths) != 1 || len(dirs) != len(engine.BuiltinCatalogue().DataDirectories)+1 {
+		t.Errorf("ledger %+v, %d entries: want it added", l, len(dirs))
+	}
+	_, err = Parse([]byte("apiVersion: stateguard.io/v1alpha1\nkind: Config\ndataDirectories: [{name: x, paths: [data]}, {images: [a]}]\n"))
+	want := `[dataDirectories[0].images: Required value: the image repositories that keep their data in paths, dataDirectories[0].paths[0]: Invalid value: "data": must be an absolute path, dataDirectories[1].name: Required value: replaces the built-in entry of that name, or adds one]`
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
 	}
 }

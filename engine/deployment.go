@@ -210,19 +210,19 @@ type claimVolume struct {
 	mode string
 }
 
-// claimVolumes looks up the claim of each claim volume of the Pod template.
-func claimVolumes(ctx context.Context, dep *appsv1.Deployment, lk Lookup) ([]claimVolume, error) {
+// claimVolumes looks up the claim of each claim volume of a Pod template
+// in namespace.
+func claimVolumes(ctx context.Context, namespace string, pod *corev1.PodSpec, lk Lookup) ([]claimVolume, error) {
 	var out []claimVolume
-	pod := &dep.Spec.Template.Spec
 	for i := range pod.Volumes {
 		v := &pod.Volumes[i]
 		if v.PersistentVolumeClaim == nil {
 			continue
 		}
 		c := claimVolume{index: i, claim: v.PersistentVolumeClaim.ClaimName}
-		pvc, err := lk.PersistentVolumeClaim(ctx, dep.Namespace, c.claim)
+		pvc, err := lk.PersistentVolumeClaim(ctx, namespace, c.claim)
 		if err != nil {
-			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", dep.Namespace, c.claim, err)
+			return nil, fmt.Errorf("looking up PersistentVolumeClaim %s/%s: %w", namespace, c.claim, err)
 		}
 		if pvc != nil {
 			c.found, c.mode = true, singleWriterMode(pvc, readOnlyEverywhere(pod, v))
@@ -239,7 +239,7 @@ func sharedClaims(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b boun
 	if b.n <= 1 {
 		return nil, nil
 	}
-	claims, err := claimVolumes(ctx, dep, lk)
+	claims, err := claimVolumes(ctx, dep.Namespace, &dep.Spec.Template.Spec, lk)
 	if err != nil {
 		return nil, err
 	}
@@ -253,11 +253,7 @@ func sharedClaims(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b boun
 				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether Deployment %q can share it across %d replicas cannot be checked: create the claim first, or check again once it exists", c.claim, dep.Namespace, dep.Name, b.n),
 			})
 		case c.mode != "":
-			// ReadWriteOncePod admits one Pod cluster-wide: the scheduler keeps the others Pending.
-			effect := "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
-			if c.mode == string(corev1.ReadWriteOncePod) {
-				effect = "only one Pod at a time can use it, so the other replicas stay Pending"
-			}
+			effect := sharingEffect(c.mode)
 			vs = append(vs, violation{
 				rule: rule, key: rule + "/" + c.claim, degree: b.n, field: f,
 				message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of Deployment %q mounts it: "+
@@ -267,6 +263,16 @@ func sharedClaims(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b boun
 		}
 	}
 	return vs, nil
+}
+
+// sharingEffect says what replicas sharing a claim of a single-writer
+// mode suffer. ReadWriteOncePod admits one Pod cluster-wide: the scheduler
+// keeps the others Pending.
+func sharingEffect(mode string) string {
+	if mode == string(corev1.ReadWriteOncePod) {
+		return "only one Pod at a time can use it, so the other replicas stay Pending"
+	}
+	return "Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data"
 }
 
 // rollingUpdate finds a surge rollout of a one-replica Deployment over a
@@ -284,7 +290,7 @@ func rollingUpdate(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b bou
 		}
 		surge = s.RollingUpdate.MaxSurge.String()
 	}
-	all, err := claimVolumes(ctx, dep, lk)
+	all, err := claimVolumes(ctx, dep.Namespace, &dep.Spec.Template.Spec, lk)
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +319,16 @@ func rollingUpdate(_ *Engine, ctx context.Context, dep *appsv1.Deployment, b bou
 			"set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}",
 			surge, mode, strings.Join(claims, ", "), stalls),
 	}}, nil
+}
+
+// deploymentEmptyDirData finds data a Deployment keeps on Pod-scoped
+// volumes: lost at every rollout, eviction or node drain.
+func deploymentEmptyDirData(e *Engine, _ context.Context, dep *appsv1.Deployment, _ bound, _ Lookup) ([]violation, error) {
+	pod := &dep.Spec.Template.Spec
+	w := podTemplate{kind: "Deployment", annotations: dep.Annotations, pod: pod, claimed: func(name string) bool { return isClaim(findVolume(pod.Volumes, name)) }}
+	return e.podDataViolations(w, RuleDeploymentEmptyDirData, func(*corev1.Volume) string {
+		return "its data is lost whenever the Pod is replaced (every rollout, eviction or node drain): mount a PersistentVolumeClaim there (one replica, strategy Recreate), or run the workload as a StatefulSet with volumeClaimTemplates"
+	}), nil
 }
 
 func isZero(v intstr.IntOrString) bool {

@@ -90,12 +90,17 @@ type Engine struct {
 	dataPaths    []string
 	dataNames    []namePattern
 	exemptions   []compiledExemption
+	catalogue    []imageEntry
 	now          func() time.Time // when exemptions expire
 }
 
 // New compiles validated settings (from a config.Config).
 func New(s Settings) *Engine {
 	e := &Engine{settings: s, exemptions: compileExemptions(s.Exemptions), now: time.Now}
+	if s.DataDirectories == nil {
+		s.DataDirectories = BuiltinCatalogue().DataDirectories
+	}
+	e.catalogue = compileCatalogue(s.DataDirectories)
 	e.scratchPaths = cleanPaths(s.ScratchPaths)
 	e.dataPaths = cleanPaths(s.DataPaths)
 	for _, n := range s.DataVolumeNames {

@@ -120,6 +120,32 @@ func emptyDir(name string) corev1.Volume {
 	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 }
 
+// image sets the first container's image.
+func image(ref string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Containers[0].Image = ref }
+}
+
+// env sets a variable of the first container.
+func env(name, value string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) {
+		c := &s.Spec.Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+}
+
+// args sets the first container's arguments.
+func args(a ...string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.Containers[0].Args = a }
+}
+
+// subPathMount adds a mount of a volume's subPath to the first container.
+func subPathMount(volume, path, subPath string) func(*appsv1.StatefulSet) {
+	return func(s *appsv1.StatefulSet) {
+		c := &s.Spec.Template.Spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: path, SubPath: subPath})
+	}
+}
+
 // mount adds a mount to the first container.
 func mount(volume, path string) func(*appsv1.StatefulSet) {
 	return func(s *appsv1.StatefulSet) {

@@ -17,9 +17,9 @@ const missingDBService = `Service "db" not found in namespace "shop", so the Pod
 	`create a headless Service (clusterIP: None) named "db" whose selector matches spec.template.metadata.labels, ` +
 	`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`
 
-const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write at /data (under data path /data), and its data is lost when the Pod is deleted: ` +
-	`move it to spec.volumeClaimTemplates (a claim template named "data" replaces the volume), ` +
-	`or, if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`
+const dataOnEmptyDir = `emptyDir volume "data" is mounted read-write by container "main" at /data (under data path /data, "data" is a data volume name), and its data is lost when the Pod is deleted: ` +
+	`move it to spec.volumeClaimTemplates (a claim template named "data" replaces the volume); ` +
+	`if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`
 
 func headlessResult(action engine.Action) engine.Result {
 	return engine.Result{Rule: engine.RuleHeadlessService, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
@@ -28,7 +28,7 @@ func headlessResult(action engine.Action) engine.Result {
 
 func emptyDirResult(action engine.Action) engine.Result {
 	return engine.Result{Rule: engine.RuleEmptyDirData, Action: action, Kind: "StatefulSet", Namespace: "shop", Name: "db",
-		Field: fieldPath("spec.template.spec.containers[0].volumeMounts[0]"), Message: dataOnEmptyDir, Intended: action}
+		Field: fieldPath("spec.template.spec.volumes[0]"), Message: dataOnEmptyDir, Intended: action}
 }
 
 // onUpdate is a headless Service result of an UPDATE: its fix leaves the
@@ -45,7 +45,7 @@ func capped(r engine.Result, intended engine.Action) engine.Result {
 }
 
 const unknownExemptRule = `annotation stateguard.io/exempt: unknown rule "statefulset-headless": must be "all" or one of ` +
-	`statefulset-headless-service, statefulset-emptydir-data, deployment-shared-rwo-pvc, deployment-rwo-rolling-update`
+	`statefulset-headless-service, statefulset-emptydir-data, statefulset-shared-rwo-pvc, deployment-shared-rwo-pvc, deployment-rwo-rolling-update, deployment-emptydir-data, data-directory-unmounted`
 
 func annotated(key, value string) func(*appsv1.StatefulSet) {
 	return func(s *appsv1.StatefulSet) {

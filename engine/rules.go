@@ -37,10 +37,13 @@ func (a *Action) UnmarshalJSON(data []byte) error {
 
 // Rule IDs, as used in the config file, annotations, messages, metrics and output.
 const (
-	RuleHeadlessService  = "statefulset-headless-service"
-	RuleEmptyDirData     = "statefulset-emptydir-data"
-	RuleSharedRWOPVC     = "deployment-shared-rwo-pvc"
-	RuleRWORollingUpdate = "deployment-rwo-rolling-update"
+	RuleHeadlessService        = "statefulset-headless-service"
+	RuleEmptyDirData           = "statefulset-emptydir-data"
+	RuleSharedRWOPVC           = "deployment-shared-rwo-pvc"
+	RuleRWORollingUpdate       = "deployment-rwo-rolling-update"
+	RuleStatefulSetSharedClaim = "statefulset-shared-rwo-pvc"
+	RuleDeploymentEmptyDirData = "deployment-emptydir-data"
+	RuleDataDirUnmounted       = "data-directory-unmounted"
 )
 
 // Rule is one of stateguard's rules. Rules is the one place a rule is
@@ -55,7 +58,7 @@ type Rule struct {
 	// Options are the rule's settings in the configuration file besides action.
 	Options []string
 
-	// One of the following judges an object.
+	// The following judge an object; a rule of two kinds has both.
 	// statefulSet judges a StatefulSet; update says it replaces a stored
 	// one, whose spec.serviceName can no longer change.
 	statefulSet func(e *Engine, ctx context.Context, sts *appsv1.StatefulSet, update bool, lk Lookup) ([]violation, error)
@@ -78,12 +81,31 @@ var Rules = []Rule{
 		statefulSet: (*Engine).emptyDirData,
 	},
 	{
+		ID: RuleStatefulSetSharedClaim, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		statefulSet: statefulSetSharedClaims,
+	},
+	{
 		ID: RuleSharedRWOPVC, DefaultAction: ActionDeny, Kinds: []string{"Deployment", "Scale", "HorizontalPodAutoscaler"},
 		deployment: sharedClaims, onRescale: true,
 	},
 	{
 		ID: RuleRWORollingUpdate, DefaultAction: ActionWarn, Kinds: []string{"Deployment"},
 		deployment: rollingUpdate,
+	},
+	{
+		// Judged with the options of statefulset-emptydir-data.
+		ID: RuleDeploymentEmptyDirData, DefaultAction: ActionWarn, Kinds: []string{"Deployment"},
+		deployment: deploymentEmptyDirData,
+	},
+	{
+		// Two rules, one ID: a StatefulSet's and a Deployment's containers.
+		ID: RuleDataDirUnmounted, DefaultAction: ActionWarn, Kinds: []string{"StatefulSet", "Deployment"},
+		statefulSet: func(e *Engine, _ context.Context, sts *appsv1.StatefulSet, _ bool, _ Lookup) ([]violation, error) {
+			return e.dataDirectoryUnmounted("StatefulSet", &sts.Spec.Template.Spec), nil
+		},
+		deployment: func(e *Engine, _ context.Context, dep *appsv1.Deployment, _ bound, _ Lookup) ([]violation, error) {
+			return e.dataDirectoryUnmounted("Deployment", &dep.Spec.Template.Spec), nil
+		},
 	},
 }
 
@@ -118,6 +140,9 @@ type Settings struct {
 	Actions map[string]Action
 	// The options of statefulset-emptydir-data.
 	ScratchPaths, DataPaths, DataVolumeNames []string
+	// DataDirectories say where well-known images keep their data: the
+	// built-in catalogue when nil.
+	DataDirectories []DataDirectory
 	// Defaults are the values the StatefulSet defaults set, by the names of
 	// Defaultables; "" leaves a field alone.
 	Defaults map[string]string

@@ -3,14 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/stateguard/stateguard/internal/commalist"
 )
 
 // StatefulSet judges a StatefulSet: created when old is nil, else updated from old.
@@ -126,76 +126,165 @@ func (e *Engine) emptyDirData(_ context.Context, sts *appsv1.StatefulSet, _ bool
 			})
 		}
 	}
-	for i := range pod.InitContainers {
-		if c := &pod.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			vs = e.dataMounts(sts, c, "initContainers", i, vs)
-		}
+	w := podTemplate{kind: "StatefulSet", annotations: sts.Annotations, pod: pod, claimed: func(name string) bool {
+		return hasClaimTemplate(sts, name) || isClaim(findVolume(pod.Volumes, name))
+	}}
+	return append(vs, e.podDataViolations(w, rule, func(v *corev1.Volume) string {
+		return fmt.Sprintf("its data is lost when the Pod is deleted: move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume)", v.Name)
+	})...), nil
+}
+
+// statefulSetSharedClaims finds the single-writer claims that every
+// replica of a StatefulSet mounts from its Pod template (an existingClaim
+// in a chart's values) instead of a claim of its own from
+// volumeClaimTemplates.
+func statefulSetSharedClaims(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, _ bool, lk Lookup) ([]violation, error) {
+	const rule = RuleStatefulSetSharedClaim
+	replicas := int32(1)
+	if sts.Spec.Replicas != nil {
+		replicas = *sts.Spec.Replicas
 	}
-	for i := range pod.Containers {
-		vs = e.dataMounts(sts, &pod.Containers[i], "containers", i, vs)
+	if replicas <= 1 {
+		return nil, nil
+	}
+	claims, err := claimVolumes(ctx, sts.Namespace, &sts.Spec.Template.Spec, lk)
+	if err != nil {
+		return nil, err
+	}
+	var vs []violation
+	for _, c := range claims {
+		f := podSpecPath.Child("volumes").Index(c.index).Child("persistentVolumeClaim", "claimName")
+		if !c.found {
+			vs = append(vs, violation{
+				rule: rule, key: rule + "/missing/" + c.claim, field: f, advisory: true,
+				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether the %d replicas of StatefulSet %q can share it cannot be checked: create the claim first, or give each replica its own with spec.volumeClaimTemplates", c.claim, sts.Namespace, replicas, sts.Name),
+			})
+			continue
+		}
+		if c.mode == "" {
+			continue
+		}
+		effect := sharingEffect(c.mode)
+		vs = append(vs, violation{
+			rule: rule, key: rule + "/" + c.claim, degree: replicas, field: f,
+			message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but spec.replicas is %d and every replica of StatefulSet %q mounts it: "+
+				"%s: give each replica its own claim with spec.volumeClaimTemplates, or run 1 replica",
+				c.claim, c.mode, replicas, sts.Name, effect),
+		})
 	}
 	return vs, nil
 }
 
-// dataMounts adds a violation for each read-write mount of a Pod-scoped
-// volume that holds data by path, name or annotation and is not scratch.
-// The container is element index of the Pod spec's list.
-func (e *Engine) dataMounts(sts *appsv1.StatefulSet, c *corev1.Container, list string, index int, vs []violation) []violation {
-	const rule = RuleEmptyDirData
-	for j := range c.VolumeMounts {
-		m := &c.VolumeMounts[j]
-		if m.ReadOnly {
+// podDataViolations judges every Pod-scoped volume of a Pod template that
+// no claim backs: one violation per volume that holds data, naming each
+// container mount that does, at the rule's action when the evidence is
+// strong and as a warning when it is one sign. loss says what is lost and
+// the fix.
+func (e *Engine) podDataViolations(w podTemplate, rule string, loss func(*corev1.Volume) string) []violation {
+	var vs []violation
+	for i := range w.pod.Volumes {
+		v := &w.pod.Volumes[i]
+		if !isPodScoped(v) || w.claimed(v.Name) {
 			continue
 		}
-		v := findVolume(sts.Spec.Template.Spec.Volumes, m.Name)
-		if v == nil || !isPodScoped(v) || hasClaimTemplate(sts, v.Name) || e.isScratch(sts, v, m) {
-			continue
+		strongest, reason := noData, ""
+		var mounts []string
+		for _, c := range runningContainers(w.pod) {
+			for _, m := range c.VolumeMounts {
+				if m.Name != v.Name || m.ReadOnly {
+					continue
+				}
+				t, why := e.judgeMount(w, c, v, &m)
+				if t == noData {
+					continue
+				}
+				mounts = append(mounts, fmt.Sprintf("container %q at %s", c.Name, m.MountPath))
+				if t > strongest {
+					strongest, reason = t, why
+				}
+			}
 		}
-		reason := e.dataReason(sts, v, m)
-		if reason == "" {
+		if strongest == noData {
 			continue
 		}
 		vs = append(vs, violation{
-			rule:  rule,
-			key:   rule + "/" + c.Name + "/" + v.Name + "/" + m.MountPath,
-			field: podSpecPath.Child(list).Index(index).Child("volumeMounts").Index(j),
-			message: fmt.Sprintf("%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: "+
-				"move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), "+
-				"or, if it only holds scratch data, name it in the annotation %s",
-				sourceName(v), v.Name, m.MountPath, reason, v.Name, AnnotationScratchVolumes),
+			rule: rule, key: rule + "/" + v.Name, advisory: strongest == weakData,
+			field: podSpecPath.Child("volumes").Index(i),
+			message: fmt.Sprintf("%s volume %q is mounted read-write by %s (%s), and %s; "+
+				"if it only holds scratch data, name it in the annotation %s",
+				sourceName(v), v.Name, strings.Join(mounts, " and "), reason, loss(v), AnnotationScratchVolumes),
 		})
 	}
 	return vs
 }
 
-func (e *Engine) isScratch(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1.VolumeMount) bool {
-	if v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory {
-		return true
-	}
-	if _, ok := underAny(m.MountPath, e.scratchPaths); ok {
-		return true
-	}
-	return commalist.Contains(sts.Annotations[AnnotationScratchVolumes], v.Name)
-}
-
-// dataReason says why a mount holds data, or "" when nothing says it does.
-func (e *Engine) dataReason(sts *appsv1.StatefulSet, v *corev1.Volume, m *corev1.VolumeMount) string {
-	if base, ok := underAny(m.MountPath, e.dataPaths); ok {
-		return "under data path " + base
-	}
-	for _, p := range e.dataNames {
-		if p.match(v.Name) {
-			if p.source == v.Name {
-				return fmt.Sprintf("%q is a data volume name", v.Name)
-			}
-			return fmt.Sprintf("its name matches data volume name %q", p.source)
+// runningContainers are the containers of a Pod that run beside each
+// other: the containers and the sidecars (init containers that keep
+// running). Other init containers finish before the Pod starts: what
+// they write is for the containers to keep.
+func runningContainers(pod *corev1.PodSpec) []*corev1.Container {
+	var out []*corev1.Container
+	for i := range pod.InitContainers {
+		if c := &pod.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			out = append(out, c)
 		}
 	}
-	if commalist.Contains(sts.Annotations[AnnotationDataVolumes], v.Name) {
-		return "named in the annotation " + AnnotationDataVolumes
+	for i := range pod.Containers {
+		out = append(out, &pod.Containers[i])
 	}
-	return ""
+	return out
 }
+
+// dataDirectoryUnmounted finds containers of a known image with no volume
+// at the image's data directory: they write their data into the
+// container's writable layer, lost whenever the container restarts.
+func (e *Engine) dataDirectoryUnmounted(kind string, pod *corev1.PodSpec) []violation {
+	const rule = RuleDataDirUnmounted
+	var vs []violation
+	for _, list := range []struct {
+		name       string
+		containers []corev1.Container
+	}{{"initContainers", pod.InitContainers}, {"containers", pod.Containers}} {
+		for i := range list.containers {
+			c := &list.containers[i]
+			if list.name == "initContainers" && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
+				continue
+			}
+			x := e.imageEntryOf(c.Image)
+			if x == nil || x.OptionalStorage || x.keepsNoData(c) != "" {
+				continue
+			}
+			dirs := x.dataDirs(c)
+			if slices.ContainsFunc(dirs, func(dir string) bool { return mountedNear(c, dir) }) {
+				continue
+			}
+			fix := "mount a volume claim there (spec.volumeClaimTemplates)"
+			if kind == "Deployment" {
+				fix = "mount a PersistentVolumeClaim there (one replica, strategy Recreate), or run it as a StatefulSet with volumeClaimTemplates"
+			}
+			vs = append(vs, violation{
+				rule: rule, key: rule + "/" + c.Name,
+				field: podSpecPath.Child(list.name).Index(i),
+				message: fmt.Sprintf("container %q runs %s, which keeps its data in %s, but no volume is mounted there, so the data is written to the container's own filesystem and lost whenever the container restarts: %s",
+					c.Name, repository(c.Image), dirs[0], fix),
+			})
+		}
+	}
+	return vs
+}
+
+// mountedNear reports whether any volume is mounted at dir, above it, or
+// under it (where a chart points the image's data, as Bitnami's data/).
+func mountedNear(c *corev1.Container, dir string) bool {
+	for _, m := range c.VolumeMounts {
+		if p := path.Clean(m.MountPath); p == dir || isUnder(dir, p) || isUnder(p, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+func isClaim(v *corev1.Volume) bool { return v != nil && v.PersistentVolumeClaim != nil }
 
 // isPodScoped reports whether a volume's storage ends with its Pod.
 func isPodScoped(v *corev1.Volume) bool { return v.EmptyDir != nil || v.Ephemeral != nil }

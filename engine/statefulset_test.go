@@ -142,12 +142,13 @@ func TestHeadlessService(t *testing.T) {
 
 func TestEmptyDirData(t *testing.T) {
 	const rule = engine.RuleEmptyDirData
-	data := func(field, source, volume, path, reason string) engine.Result {
-		return stsResult(rule, field, fmt.Sprintf(`%s volume %q is mounted read-write at %s (%s), and its data is lost when the Pod is deleted: `+
-			`move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume), `+
-			`or, if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`, source, volume, path, reason, volume))
+	data := func(volumeIndex int, source, volume, mounts, reason string, action engine.Action) engine.Result {
+		r := stsResult(rule, fmt.Sprintf("spec.template.spec.volumes[%d]", volumeIndex), fmt.Sprintf(`%s volume %q is mounted read-write by %s (%s), and its data is lost when the Pod is deleted: `+
+			`move it to spec.volumeClaimTemplates (a claim template named %q replaces the volume); `+
+			`if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes`, source, volume, mounts, reason, volume))
+		r.Action = action
+		return r
 	}
-	first := "spec.template.spec.containers[0].volumeMounts[0]"
 	ephemeral := func(name string) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}}
 	}
@@ -166,31 +167,33 @@ func TestEmptyDirData(t *testing.T) {
 			s.Spec.Template.Spec.InitContainers = append(s.Spec.Template.Spec.InitContainers, c)
 		}
 	}
+	const deny, warn = engine.ActionDeny, engine.ActionWarn
 	tests := []struct {
 		name   string
 		config string
 		obj    *appsv1.StatefulSet
 		want   []engine.Result
 	}{
+		// One sign warns.
 		{
 			name: "emptyDir under a data path",
 			obj:  sts("db", volume(emptyDir("state")), mount("state", "/var/lib/mysql")),
-			want: []engine.Result{data(first, "emptyDir", "state", "/var/lib/mysql", "under data path /var/lib")},
+			want: []engine.Result{data(0, "emptyDir", "state", `container "main" at /var/lib/mysql`, "under data path /var/lib", warn)},
 		},
 		{
 			name: "a generic ephemeral volume under a data path",
 			obj:  sts("db", volume(ephemeral("state")), mount("state", "/data")),
-			want: []engine.Result{data(first, "generic ephemeral", "state", "/data", "under data path /data")},
+			want: []engine.Result{data(0, "generic ephemeral", "state", `container "main" at /data`, "under data path /data", warn)},
 		},
 		{
 			name: "the data path itself with a trailing slash",
 			obj:  sts("db", volume(emptyDir("state")), mount("state", "/data/")),
-			want: []engine.Result{data(first, "emptyDir", "state", "/data/", "under data path /data")},
+			want: []engine.Result{data(0, "emptyDir", "state", `container "main" at /data/`, "under data path /data", warn)},
 		},
 		{
 			name: "a data path match even beside a volumeClaimTemplate of another name",
 			obj:  sts("db", claimTemplate("pgdata"), volume(emptyDir("state")), mount("state", "/data/db")),
-			want: []engine.Result{data(first, "emptyDir", "state", "/data/db", "under data path /data")},
+			want: []engine.Result{data(0, "emptyDir", "state", `container "main" at /data/db`, "under data path /data", warn)},
 		},
 		{
 			name: "near misses by path segment are not data",
@@ -202,21 +205,64 @@ func TestEmptyDirData(t *testing.T) {
 			obj: sts("db", volume(emptyDir("datadir")), volume(emptyDir("my-data")), volume(emptyDir("data-x")), volume(emptyDir("x-storage")),
 				mount("datadir", "/srv/a"), mount("my-data", "/srv/b"), mount("data-x", "/srv/c"), mount("x-storage", "/srv/d")),
 			want: []engine.Result{
-				data(first, "emptyDir", "datadir", "/srv/a", `"datadir" is a data volume name`),
-				data("spec.template.spec.containers[0].volumeMounts[1]", "emptyDir", "my-data", "/srv/b", `its name matches data volume name "*-data"`),
-				data("spec.template.spec.containers[0].volumeMounts[2]", "emptyDir", "data-x", "/srv/c", `its name matches data volume name "data-*"`),
-				data("spec.template.spec.containers[0].volumeMounts[3]", "emptyDir", "x-storage", "/srv/d", `its name matches data volume name "*-storage"`),
+				data(0, "emptyDir", "datadir", `container "main" at /srv/a`, `"datadir" is a data volume name`, warn),
+				data(1, "emptyDir", "my-data", `container "main" at /srv/b`, `its name matches data volume name "*-data"`, warn),
+				data(2, "emptyDir", "data-x", `container "main" at /srv/c`, `its name matches data volume name "data-*"`, warn),
+				data(3, "emptyDir", "x-storage", `container "main" at /srv/d`, `its name matches data volume name "*-storage"`, warn),
 			},
 		},
 		{
 			name: "names that only contain a data word are not data",
 			obj:  sts("db", volume(emptyDir("metadata")), volume(emptyDir("database")), mount("metadata", "/srv/a"), mount("database", "/srv/b")),
 		},
+		// Strong evidence takes the rule's action.
+		{
+			name: "a data name at a data path",
+			obj:  sts("db", volume(emptyDir("data")), mount("data", "/data")),
+			want: []engine.Result{data(0, "emptyDir", "data", `container "main" at /data`, `under data path /data, "data" is a data volume name`, deny)},
+		},
 		{
 			name: "the data annotation, a comma list with spaces",
 			obj:  sts("db", annotated(engine.AnnotationDataVolumes, "cache, state"), volume(emptyDir("state")), mount("state", "/srv/state")),
-			want: []engine.Result{data(first, "emptyDir", "state", "/srv/state", "named in the annotation stateguard.io/data-volumes")},
+			want: []engine.Result{data(0, "emptyDir", "state", `container "main" at /srv/state`, "named in the annotation stateguard.io/data-volumes", deny)},
 		},
+		{
+			name: "a known image's data directory, whatever the volume's name",
+			obj:  sts("db", image("docker.io/bitnami/postgresql:17.6.0"), volume(emptyDir("state")), mount("state", "/bitnami/postgresql")),
+			want: []engine.Result{data(0, "emptyDir", "state", `container "main" at /bitnami/postgresql`, "where postgresql keeps its data", deny)},
+		},
+		{
+			name: "a CI server's home with persistence off",
+			obj:  sts("db", image("jenkins/jenkins:2.516-jdk21"), volume(emptyDir("jenkins-home")), mount("jenkins-home", "/var/jenkins_home")),
+			want: []engine.Result{data(0, "emptyDir", "jenkins-home", `container "main" at /var/jenkins_home`, "where jenkins keeps its data", deny)},
+		},
+		{
+			name: "above the data directory",
+			obj:  sts("db", image("bitnami/redis:8.2"), volume(emptyDir("redis-vol")), mount("redis-vol", "/bitnami/redis")),
+			want: []engine.Result{data(0, "emptyDir", "redis-vol", `container "main" at /bitnami/redis`, "where redis keeps its data", deny)},
+		},
+		{
+			name: "one shared emptyDir, its subPaths judged one by one: the data directory among scratch",
+			obj: sts("db", image("docker.io/bitnami/etcd:3.6"), volume(emptyDir("empty-dir")), subPathMount("empty-dir", "/tmp", "tmp-dir"),
+				subPathMount("empty-dir", "/opt/bitnami/etcd/conf", "app-conf-dir"), subPathMount("empty-dir", "/bitnami/etcd/data", "app-data-dir")),
+			want: []engine.Result{data(0, "emptyDir", "empty-dir", `container "main" at /bitnami/etcd/data`, "inside /bitnami/etcd, where etcd keeps its data", deny)},
+		},
+		{
+			name: "a data subPath of an unknown image says nothing: Keycloak's app-data-dir is scratch",
+			obj:  sts("db", volume(emptyDir("empty-dir")), subPathMount("empty-dir", "/opt/bitnami/keycloak/data", "app-data-dir")),
+		},
+		{
+			name: "one result for a volume three containers mount",
+			obj: sts("db", volume(emptyDir("data")), mount("data", "/data"), func(s *appsv1.StatefulSet) {
+				for _, name := range []string{"sentinel", "exporter"} {
+					s.Spec.Template.Spec.Containers = append(s.Spec.Template.Spec.Containers,
+						corev1.Container{Name: name, Image: "busybox", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}})
+				}
+			}),
+			want: []engine.Result{data(0, "emptyDir", "data", `container "main" at /data and container "sentinel" at /data and container "exporter" at /data`,
+				`under data path /data, "data" is a data volume name`, deny)},
+		},
+		// Scratch, whatever the name or path says.
 		{
 			name: "medium Memory is scratch even under a data path",
 			obj:  sts("db", volume(memory("data")), mount("data", "/data")),
@@ -224,6 +270,35 @@ func TestEmptyDirData(t *testing.T) {
 		{
 			name: "scratch paths are scratch even for a data volume name",
 			obj:  sts("db", volume(emptyDir("data")), mount("data", "/tmp"), mount("data", "/var/run/app")),
+		},
+		{
+			name: "a configuration directory named like data: a sentinel's regenerated config",
+			obj:  sts("db", image("bitnami/redis-sentinel:8.2"), volume(emptyDir("sentinel-data")), mount("sentinel-data", "/opt/bitnami/redis-sentinel/etc")),
+		},
+		{
+			name: "a scanner's re-downloadable database in a cache directory",
+			obj:  sts("db", volume(emptyDir("data")), mount("data", "/home/scanner/.cache")),
+		},
+		{
+			name: "search nodes without a data role",
+			obj: sts("db", image("docker.elastic.co/elasticsearch/elasticsearch:9.1.2"), env("node.roles", "ingest,"),
+				volume(emptyDir("data")), mount("data", "/usr/share/elasticsearch/data")),
+		},
+		{
+			name: "search nodes with one",
+			obj: sts("db", image("docker.elastic.co/elasticsearch/elasticsearch:9.1.2"), env("node.roles", "master,data_hot"),
+				volume(emptyDir("data")), mount("data", "/usr/share/elasticsearch/data")),
+			want: []engine.Result{data(0, "emptyDir", "data", `container "main" at /usr/share/elasticsearch/data`, "where elasticsearch keeps its data", deny)},
+		},
+		{
+			name: "a Redis run as a cache, snapshots off",
+			obj: sts("db", image("ecr-public.aws.com/docker/library/redis:8.2.3-alpine"), args("--save", "", "--appendonly", "no"),
+				volume(emptyDir("data")), mount("data", "/data")),
+		},
+		{
+			name: "a subdirectory overlaid on a persisted data directory",
+			obj: sts("db", image("jenkins/jenkins:lts"), claimTemplate("jenkins-home"), mount("jenkins-home", "/var/jenkins_home"),
+				volume(emptyDir("war")), mount("war", "/var/jenkins_home/war")),
 		},
 		{
 			name: "the scratch annotation wins over a data path and the data annotation",
@@ -237,7 +312,7 @@ func TestEmptyDirData(t *testing.T) {
 		{
 			name: "a sidecar init container counts",
 			obj:  sts("db", volume(emptyDir("state")), initContainer(true)),
-			want: []engine.Result{data("spec.template.spec.initContainers[0].volumeMounts[0]", "emptyDir", "state", "/data", "under data path /data")},
+			want: []engine.Result{data(0, "emptyDir", "state", `container "init" at /data`, "under data path /data", warn)},
 		},
 		{
 			name: "an ordinary init container does not",
@@ -257,17 +332,13 @@ func TestEmptyDirData(t *testing.T) {
 		},
 		{
 			name: "Bitnami's empty-dir scratch volume",
-			obj: sts("db", claimTemplate("data"), mount("data", "/bitnami/postgresql"), volume(emptyDir("empty-dir")),
-				mount("empty-dir", "/tmp"), mount("empty-dir", "/opt/bitnami/postgresql/conf"), mount("empty-dir", "/opt/bitnami/postgresql/tmp")),
+			obj: sts("db", image("bitnami/postgresql:17"), claimTemplate("data"), mount("data", "/bitnami/postgresql"), volume(emptyDir("empty-dir")),
+				subPathMount("empty-dir", "/tmp", "tmp-dir"), subPathMount("empty-dir", "/opt/bitnami/postgresql/conf", "app-conf-dir"),
+				subPathMount("empty-dir", "/opt/bitnami/postgresql/tmp", "app-tmp-dir")),
 		},
 		{
 			name: "Vault's and Argo CD's home directories",
 			obj:  sts("db", volume(emptyDir("home")), mount("home", "/home/vault"), volume(emptyDir("argocd-home")), mount("argocd-home", "/home/argocd")),
-		},
-		{
-			name: "a chart with persistence off falls back to emptyDir for its data volume",
-			obj:  sts("db", volume(emptyDir("data")), mount("data", "/bitnami/postgresql")),
-			want: []engine.Result{data(first, "emptyDir", "data", "/bitnami/postgresql", `"data" is a data volume name`)},
 		},
 		{
 			name:   "configured paths and names replace the defaults",
@@ -275,8 +346,8 @@ func TestEmptyDirData(t *testing.T) {
 			obj: sts("db", volume(emptyDir("data")), volume(emptyDir("pgwal")), volume(emptyDir("state")),
 				mount("data", "/data"), mount("pgwal", "/wal"), mount("state", "/srv/db/x"), mount("pgwal", "/scratch/pg")),
 			want: []engine.Result{
-				data("spec.template.spec.containers[0].volumeMounts[1]", "emptyDir", "pgwal", "/wal", `its name matches data volume name "pg*"`),
-				data("spec.template.spec.containers[0].volumeMounts[2]", "emptyDir", "state", "/srv/db/x", "under data path /srv/db"),
+				data(1, "emptyDir", "pgwal", `container "main" at /wal`, `its name matches data volume name "pg*"`, warn),
+				data(2, "emptyDir", "state", `container "main" at /srv/db/x`, "under data path /srv/db", warn),
 			},
 		},
 	}
@@ -306,7 +377,11 @@ func TestHeadlessServiceFixesOnUpdate(t *testing.T) {
 		{"missing", sts("db"), nil, `(spec.serviceName cannot change on an existing StatefulSet)`},
 		{"not headless", sts("db"), func() *corev1.Service { s := headlessSvc("db", app); s.Spec.ClusterIP = "10.96.0.7"; return s }(),
 			`delete Service "db" and create it again with type: ClusterIP and clusterIP: None (spec.serviceName cannot change on an existing StatefulSet)`},
-		{"a LoadBalancer", sts("db"), func() *corev1.Service { s := headlessSvc("db", app); s.Spec.Type = corev1.ServiceTypeLoadBalancer; return s }(),
+		{"a LoadBalancer", sts("db"), func() *corev1.Service {
+			s := headlessSvc("db", app)
+			s.Spec.Type = corev1.ServiceTypeLoadBalancer
+			return s
+		}(),
 			`delete Service "db" and create it again with type: ClusterIP and clusterIP: None`},
 		{"selecting other labels", sts("db"), headlessSvc("db", map[string]string{"app": "postgres"}), `or change the selector of Service "db" to labels the Pods have`},
 		{"empty", sts("db", func(s *appsv1.StatefulSet) { s.Spec.ServiceName = "" }), nil, "delete it with --cascade=orphan"},

@@ -205,7 +205,7 @@ func TestWebhookConfigurations(t *testing.T) {
 				// sent; failing them all while stateguard is down would stop
 				// scaling cluster-wide.
 				want := admissionregistrationv1.Fail
-				if w.Name == "deployment-scales.validate.stateguard.io" {
+				if w.Name == "deployment-scales.validate.stateguard.io" || w.Name == "deployments-data.validate.stateguard.io" {
 					want = admissionregistrationv1.Ignore
 				}
 				check(w.Name, *w.FailurePolicy, want, w.SideEffects, w.TimeoutSeconds, w.NamespaceSelector, w.ClientConfig.Service)
@@ -220,7 +220,7 @@ func TestWebhookConfigurations(t *testing.T) {
 				}
 			}
 			slices.Sort(resources)
-			if diff := cmp.Diff([]string{"deployments", "deployments/scale", "horizontalpodautoscalers", "statefulsets"}, resources); diff != "" {
+			if diff := cmp.Diff([]string{"deployments", "deployments", "deployments/scale", "horizontalpodautoscalers", "statefulsets"}, resources); diff != "" {
 				t.Errorf("validated resources (-want +got):\n%s", diff)
 			}
 		})
@@ -253,7 +253,9 @@ func TestMutatingWebhookOnlyWithADefault(t *testing.T) {
 			}
 			var cr rbacv1.ClusterRole
 			r.get(t, "ClusterRole/sg-stateguard", &cr)
-			granted := slices.ContainsFunc(cr.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, "mutatingwebhookconfigurations") })
+			granted := slices.ContainsFunc(cr.Rules, func(rule rbacv1.PolicyRule) bool {
+				return slices.Contains(rule.Resources, "mutatingwebhookconfigurations")
+			})
 			if granted != tt.want {
 				t.Errorf("access to mutatingwebhookconfigurations: %v, want %v", granted, tt.want)
 			}

@@ -143,7 +143,8 @@ spec:
   selector: {matchLabels: {app: db}}
   template:
     metadata: {labels: {app: db}}
-    spec: {containers: [{name: db, image: postgres}]}
+    spec: {containers: [{name: db, image: postgres, volumeMounts: [{name: data, mountPath: /var/lib/postgresql}]}]}
+  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]
 `
 	namespacelessStatefulSet = `apiVersion: apps/v1
 kind: StatefulSet
@@ -152,7 +153,8 @@ spec:
   serviceName: db
   template:
     metadata: {labels: {app: db}}
-    spec: {containers: [{name: db, image: postgres}]}
+    spec: {containers: [{name: db, image: postgres, volumeMounts: [{name: data, mountPath: /var/lib/postgresql}]}]}
+  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]
 `
 	rwoClaim = `apiVersion: v1
 kind: PersistentVolumeClaim
@@ -293,6 +295,8 @@ items:
 		"multi.yaml#2 StatefulSet shop/db statefulset-headless-service deny spec.serviceName",
 		"list.yaml#0 StatefulSet shop/db statefulset-headless-service deny spec.serviceName",
 		"list.yaml#0 StatefulSet shop/cache statefulset-headless-service deny spec.serviceName",
+		// A Redis without a volume at /data.
+		"list.yaml#0 StatefulSet shop/cache data-directory-unmounted warn spec.template.spec.containers[0]",
 		"sts.json#0 StatefulSet json/db statefulset-headless-service deny spec.serviceName",
 	}
 	if diff := cmp.Diff(want, brief(results(t, stdout))); diff != "" {

@@ -143,7 +143,7 @@ func TestChartOnTheNode(t *testing.T) {
 		for _, want := range []string{
 			`admission webhook "statefulsets.validate.stateguard.io" denied the request: StatefulSet "redis" violates 1 stateguard rule:`,
 			`statefulset-headless-service: spec.serviceName: Service "redis-headless" not found in namespace "shop"`,
-			`StatefulSet "mysql" violates 1 stateguard rule:`, "statefulset-emptydir-data: spec.template.spec.containers[0].volumeMounts[0]:",
+			`StatefulSet "mysql" violates 1 stateguard rule:`, "statefulset-emptydir-data: spec.template.spec.volumes[0]:",
 			`StatefulSet "jenkins" violates 1 stateguard rule:`,
 			`admission webhook "horizontalpodautoscalers.validate.stateguard.io" denied the request`,
 			`admission webhook "deployments.validate.stateguard.io" denied the request: Deployment "storefront"`,

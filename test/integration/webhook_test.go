@@ -67,8 +67,8 @@ spec:
   template:
     metadata: {labels: {app: db}}
     spec:
-      containers: [{name: db, image: busybox:1.36, volumeMounts: [{name: state, mountPath: /var/lib/db}]}]
-      volumes: [{name: state, emptyDir: {}}]
+      containers: [{name: db, image: busybox:1.36, volumeMounts: [{name: data, mountPath: /var/lib/db}]}]
+      volumes: [{name: data, emptyDir: {}}]
 `
 
 const rwoClaim = `apiVersion: v1
@@ -145,7 +145,7 @@ func TestEachRuleDeniesThroughKubectl(t *testing.T) {
 	stderr = mustDeny(t, ns, emptyDirData)
 	contains(t, stderr, `StatefulSet "db" violates 2 stateguard rules`,
 		"statefulset-headless-service: spec.serviceName:",
-		"statefulset-emptydir-data: spec.template.spec.containers[0].volumeMounts[0]:", "move it to spec.volumeClaimTemplates")
+		"statefulset-emptydir-data: spec.template.spec.volumes[0]:", "move it to spec.volumeClaimTemplates")
 
 	mustApply(t, ns, rwoClaim)
 	stderr = mustDeny(t, ns, deployment(3, "Recreate"))
@@ -181,8 +181,8 @@ func TestScaleAndAutoscaler(t *testing.T) {
 
 // TestOnlyWhatCanViolateIsSent: the chart's matchConditions keep from
 // stateguard the writes no rule can judge, so that they go through even
-// when it is down: Deployments without claims, HPAs of other kinds, and
-// the HPA controller's scale updates.
+// when it is down: HPAs of other kinds and the HPA controller's scale
+// updates; Deployments without claims go only to a fail-open webhook.
 func TestOnlyWhatCanViolateIsSent(t *testing.T) {
 	ns := namespace(t, nil, nil)
 	sent := func() float64 { return metricSum(t, `controller_runtime_webhook_requests_total{`) }
@@ -209,9 +209,11 @@ spec:
 	if _, err := kubectl("", "scale", "-n", ns, "deployment/stateless", "--replicas=5"); err != nil {
 		t.Fatalf("kubectl scale of a Deployment without claims: %v", err)
 	}
-	if after := sent(); after != before+1 {
-		// The scale request of a user is sent (a Scale carries no volumes).
-		t.Errorf("reviews sent for a claimless Deployment, its scale and an HPA of a StatefulSet: %v, want 1 (the scale)", after-before)
+	if after := sent(); after != before+2 {
+		// The claimless Deployment goes to the fail-open webhook of the data
+		// rules (warnings); the scale request of a user is sent (a Scale
+		// carries no volumes); the HPA of a StatefulSet is not.
+		t.Errorf("reviews sent for a claimless Deployment, its scale and an HPA of a StatefulSet: %v, want 2 (the Deployment, the scale)", after-before)
 	}
 
 	// The HPA controller scales a Deployment over a ReadWriteOnce claim
