@@ -28,6 +28,8 @@ func TestStatefulSetSharedClaims(t *testing.T) {
 				VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pg-replica-data"}}})
 		}, mount("data", "/bitnami/postgresql"))
 	}
+	scaler := hpa("db", "db", 4)
+	scaler.Spec.ScaleTargetRef.Kind = "StatefulSet"
 	for _, tt := range []struct {
 		name string
 		obj  *appsv1.StatefulSet
@@ -54,10 +56,30 @@ func TestStatefulSetSharedClaims(t *testing.T) {
 			if g := briefResults(got.Results); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("results %q, want %q", g, tt.want)
 			}
-			if len(got.Results) > 0 && got.Results[0].Action == engine.ActionDeny && !strings.Contains(got.Results[0].Message, `spec.replicas is `) {
+			if len(got.Results) > 0 && got.Results[0].Action == engine.ActionDeny && !strings.Contains(got.Results[0].Message, ` and every replica of StatefulSet "db" mounts it`) {
 				t.Errorf("message %q", got.Results[0].Message)
 			}
 		})
+	}
+}
+
+// TestStatefulSetSharedClaimsUnderAnHPA: the replica bound counts the
+// maxReplicas of the HPAs of the StatefulSet, as for Deployments.
+func TestStatefulSetSharedClaimsUnderAnHPA(t *testing.T) {
+	scaler := hpa("db", "db", 4)
+	scaler.Spec.ScaleTargetRef.Kind = "StatefulSet"
+	one := sts("db", func(s *appsv1.StatefulSet) {
+		s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes, corev1.Volume{Name: "data",
+			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shared"}}})
+	}, mount("data", "/data"))
+	got, err := newEngine(t, "").StatefulSet(context.Background(), one, nil, index(headlessSvc("db", map[string]string{"app": "db"}), pvc("shared", rwo), scaler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Results) != 1 || got.Results[0].Action != engine.ActionDeny ||
+		!strings.Contains(got.Results[0].Message, `HorizontalPodAutoscaler "db" may scale to 4 replicas`) ||
+		!strings.Contains(got.Results[0].Message, `set maxReplicas of HorizontalPodAutoscaler "db" to 1`) {
+		t.Errorf("results %+v: want a denial naming the HPA", got.Results)
 	}
 }
 

@@ -88,17 +88,25 @@ func targetsDeployment(hpa *autoscalingv2.HorizontalPodAutoscaler) bool {
 }
 
 // ScaledDeployment returns the name of the Deployment an HPA scales, if its
-// scaleTargetRef names one. Lookups index HPAs by it.
+// scaleTargetRef names one.
 func ScaledDeployment(hpa *autoscalingv2.HorizontalPodAutoscaler) (string, bool) {
+	kind, name, ok := ScaledWorkload(hpa)
+	return name, ok && kind == "Deployment"
+}
+
+// ScaledWorkload returns the kind (Deployment or StatefulSet) and name of
+// the workload an HPA scales, if its scaleTargetRef names one. Lookups
+// index HPAs by it.
+func ScaledWorkload(hpa *autoscalingv2.HorizontalPodAutoscaler) (kind, name string, ok bool) {
 	ref := hpa.Spec.ScaleTargetRef
-	if ref.Kind != "Deployment" || ref.Name == "" {
-		return "", false
+	if (ref.Kind != "Deployment" && ref.Kind != "StatefulSet") || ref.Name == "" {
+		return "", "", false
 	}
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil || (gv.Group != "apps" && gv.Group != "extensions") {
-		return "", false
+		return "", "", false
 	}
-	return ref.Name, true
+	return ref.Kind, ref.Name, true
 }
 
 func replicasOf(d *appsv1.Deployment) int32 {
@@ -142,10 +150,16 @@ func (b bound) fix() string {
 // HPA that targets the Deployment. judged, when set, is an HPA being
 // written: it replaces the stored HPA of the same name.
 func deploymentBound(ctx context.Context, dep *appsv1.Deployment, replicas int32, judged *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (bound, error) {
+	return replicaBound(ctx, "Deployment", dep.Namespace, dep.Name, replicas, judged, lk)
+}
+
+// replicaBound is the largest of replicas and the maxReplicas of every HPA
+// that targets the workload of kind.
+func replicaBound(ctx context.Context, kind, namespace, name string, replicas int32, judged *autoscalingv2.HorizontalPodAutoscaler, lk Lookup) (bound, error) {
 	b := bound{n: replicas, source: sourceReplicas}
-	hpas, err := lk.HorizontalPodAutoscalers(ctx, dep.Namespace, dep.Name)
+	hpas, err := lk.HorizontalPodAutoscalers(ctx, namespace, kind, name)
 	if err != nil {
-		return b, fmt.Errorf("listing HorizontalPodAutoscalers of Deployment %s/%s: %w", dep.Namespace, dep.Name, err)
+		return b, fmt.Errorf("listing HorizontalPodAutoscalers of %s %s/%s: %w", kind, namespace, name, err)
 	}
 	consider := func(h *autoscalingv2.HorizontalPodAutoscaler) {
 		if h.Spec.MaxReplicas > b.n {

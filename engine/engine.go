@@ -38,8 +38,9 @@ type Lookup interface {
 	Service(ctx context.Context, namespace, name string) (*corev1.Service, error)
 	PersistentVolumeClaim(ctx context.Context, namespace, name string) (*corev1.PersistentVolumeClaim, error)
 	Deployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error)
-	// HorizontalPodAutoscalers returns the HPAs whose scaleTargetRef names the Deployment.
-	HorizontalPodAutoscalers(ctx context.Context, namespace, deployment string) ([]*autoscalingv2.HorizontalPodAutoscaler, error)
+	// HorizontalPodAutoscalers returns the HPAs whose scaleTargetRef names
+	// the workload of kind (Deployment or StatefulSet).
+	HorizontalPodAutoscalers(ctx context.Context, namespace, kind, name string) ([]*autoscalingv2.HorizontalPodAutoscaler, error)
 	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
 }
 

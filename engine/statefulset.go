@@ -144,8 +144,9 @@ func statefulSetSharedClaims(_ *Engine, ctx context.Context, sts *appsv1.Statefu
 	if sts.Spec.Replicas != nil {
 		replicas = *sts.Spec.Replicas
 	}
-	if replicas <= 1 {
-		return nil, nil
+	b, err := replicaBound(ctx, "StatefulSet", sts.Namespace, sts.Name, replicas, nil, lk)
+	if err != nil || b.n <= 1 {
+		return nil, err
 	}
 	claims, err := claimVolumes(ctx, sts.Namespace, &sts.Spec.Template.Spec, lk)
 	if err != nil {
@@ -157,7 +158,7 @@ func statefulSetSharedClaims(_ *Engine, ctx context.Context, sts *appsv1.Statefu
 		if !c.found {
 			vs = append(vs, violation{
 				rule: rule, key: rule + "/missing/" + c.claim, field: f, advisory: true,
-				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether the %d replicas of StatefulSet %q can share it cannot be checked: create the claim first, or give each replica its own with spec.volumeClaimTemplates", c.claim, sts.Namespace, replicas, sts.Name),
+				message: fmt.Sprintf("PersistentVolumeClaim %q not found in namespace %q, so whether the %d replicas of StatefulSet %q can share it cannot be checked: create the claim first, or give each replica its own with spec.volumeClaimTemplates", c.claim, sts.Namespace, b.n, sts.Name),
 			})
 			continue
 		}
@@ -166,10 +167,10 @@ func statefulSetSharedClaims(_ *Engine, ctx context.Context, sts *appsv1.Statefu
 		}
 		effect := sharingEffect(c.mode)
 		vs = append(vs, violation{
-			rule: rule, key: rule + "/" + c.claim, degree: replicas, field: f,
-			message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but spec.replicas is %d and every replica of StatefulSet %q mounts it: "+
-				"%s: give each replica its own claim with spec.volumeClaimTemplates, or run 1 replica",
-				c.claim, c.mode, replicas, sts.Name, effect),
+			rule: rule, key: rule + "/" + c.claim, degree: b.n, field: f,
+			message: fmt.Sprintf("PersistentVolumeClaim %q is %s, but %s and every replica of StatefulSet %q mounts it: "+
+				"%s: give each replica its own claim with spec.volumeClaimTemplates, or %s",
+				c.claim, c.mode, b, sts.Name, effect, b.fix()),
 		})
 	}
 	return vs, nil

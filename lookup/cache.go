@@ -12,9 +12,9 @@ import (
 	"github.com/stateguard/stateguard/engine"
 )
 
-// HPATargetIndex is the field index of cached HPAs by the name of the
-// Deployment they scale; Cache lists HPAs through it.
-const HPATargetIndex = "stateguard.io/scaled-deployment"
+// HPATargetIndex is the field index of cached HPAs by the workload they
+// scale, as KIND/NAME; Cache lists HPAs through it.
+const HPATargetIndex = "stateguard.io/scaled-workload"
 
 // IndexHPATarget is the index function of HPATargetIndex.
 func IndexHPATarget(obj client.Object) []string {
@@ -22,8 +22,8 @@ func IndexHPATarget(obj client.Object) []string {
 	if !ok {
 		return nil
 	}
-	if name, ok := engine.ScaledDeployment(hpa); ok {
-		return []string{name}
+	if kind, name, ok := engine.ScaledWorkload(hpa); ok {
+		return []string{kind + "/" + name}
 	}
 	return nil
 }
@@ -68,9 +68,9 @@ func (l *Cache) Namespace(ctx context.Context, name string) (*corev1.Namespace, 
 	return lookupOne(ctx, l, "", name, &corev1.Namespace{})
 }
 
-func (l *Cache) HorizontalPodAutoscalers(ctx context.Context, namespace, deployment string) ([]*autoscalingv2.HorizontalPodAutoscaler, error) {
+func (l *Cache) HorizontalPodAutoscalers(ctx context.Context, namespace, kind, name string) ([]*autoscalingv2.HorizontalPodAutoscaler, error) {
 	var list autoscalingv2.HorizontalPodAutoscalerList
-	if err := l.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{HPATargetIndex: deployment}); err != nil {
+	if err := l.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{HPATargetIndex: kind + "/" + name}); err != nil {
 		return nil, err
 	}
 	out := make([]*autoscalingv2.HorizontalPodAutoscaler, len(list.Items))

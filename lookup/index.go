@@ -23,7 +23,7 @@ type Index struct {
 	claims       map[key]*corev1.PersistentVolumeClaim
 	deployments  map[key]*appsv1.Deployment
 	hpas         map[key]*autoscalingv2.HorizontalPodAutoscaler
-	hpasByScaled map[key][]*autoscalingv2.HorizontalPodAutoscaler // by the Deployment they scale
+	hpasByScaled map[key][]*autoscalingv2.HorizontalPodAutoscaler // by the workload they scale: its kind/name
 	namespaces   map[string]*corev1.Namespace
 }
 
@@ -57,19 +57,19 @@ func (x *Index) Add(obj any) {
 			x.removeScaled(old)
 		}
 		x.hpas[k] = o
-		if target, ok := engine.ScaledDeployment(o); ok {
-			t := key{o.Namespace, target}
+		if kind, target, ok := engine.ScaledWorkload(o); ok {
+			t := key{o.Namespace, kind + "/" + target}
 			x.hpasByScaled[t] = append(x.hpasByScaled[t], o)
 		}
 	}
 }
 
 func (x *Index) removeScaled(old *autoscalingv2.HorizontalPodAutoscaler) {
-	target, ok := engine.ScaledDeployment(old)
+	kind, target, ok := engine.ScaledWorkload(old)
 	if !ok {
 		return
 	}
-	t := key{old.Namespace, target}
+	t := key{old.Namespace, kind + "/" + target}
 	list := x.hpasByScaled[t]
 	for i, h := range list {
 		if h == old {
@@ -91,8 +91,8 @@ func (x *Index) Deployment(_ context.Context, namespace, name string) (*appsv1.D
 	return x.deployments[key{namespace, name}], nil
 }
 
-func (x *Index) HorizontalPodAutoscalers(_ context.Context, namespace, deployment string) ([]*autoscalingv2.HorizontalPodAutoscaler, error) {
-	return x.hpasByScaled[key{namespace, deployment}], nil
+func (x *Index) HorizontalPodAutoscalers(_ context.Context, namespace, kind, name string) ([]*autoscalingv2.HorizontalPodAutoscaler, error) {
+	return x.hpasByScaled[key{namespace, kind + "/" + name}], nil
 }
 
 func (x *Index) Namespace(_ context.Context, name string) (*corev1.Namespace, error) {

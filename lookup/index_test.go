@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -36,26 +37,30 @@ func TestHorizontalPodAutoscalersByTarget(t *testing.T) {
 	// A later HPA of the same name replaces the earlier one, here retargeting it.
 	x.Add(hpa("b", "Deployment", "apps/v1", "api"))
 
-	for target, want := range map[string][]string{"web": {"a"}, "api": {"b"}, "db": nil} {
-		got, err := x.HorizontalPodAutoscalers(context.Background(), "shop", target)
+	for target, want := range map[string][]string{"Deployment/web": {"a"}, "Deployment/api": {"b"}, "Deployment/db": nil, "StatefulSet/web": {"c"}} {
+		kind, name, _ := strings.Cut(target, "/")
+		got, err := x.HorizontalPodAutoscalers(context.Background(), "shop", kind, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want, names(got)); diff != "" {
-			t.Errorf("HPAs of Deployment %q (-want +got):\n%s", target, diff)
+			t.Errorf("HPAs of %s (-want +got):\n%s", target, diff)
 		}
 	}
-	if got, _ := x.HorizontalPodAutoscalers(context.Background(), "other", "web"); got != nil {
+	if got, _ := x.HorizontalPodAutoscalers(context.Background(), "other", "Deployment", "web"); got != nil {
 		t.Errorf("HPAs of another namespace: %v", names(got))
 	}
 }
 
 func TestIndexHPATarget(t *testing.T) {
-	if diff := cmp.Diff([]string{"web"}, IndexHPATarget(hpa("a", "Deployment", "apps/v1", "web"))); diff != "" {
+	if diff := cmp.Diff([]string{"Deployment/web"}, IndexHPATarget(hpa("a", "Deployment", "apps/v1", "web"))); diff != "" {
 		t.Errorf("an HPA of Deployment web (-want +got):\n%s", diff)
 	}
-	if got := IndexHPATarget(hpa("c", "StatefulSet", "apps/v1", "web")); got != nil {
-		t.Errorf("an HPA of a StatefulSet is indexed under %q", got)
+	if diff := cmp.Diff([]string{"StatefulSet/web"}, IndexHPATarget(hpa("c", "StatefulSet", "apps/v1", "web"))); diff != "" {
+		t.Errorf("an HPA of StatefulSet web (-want +got):\n%s", diff)
+	}
+	if got := IndexHPATarget(hpa("d", "ReplicaSet", "apps/v1", "web")); got != nil {
+		t.Errorf("an HPA of a ReplicaSet is indexed under %q", got)
 	}
 	// A cache hands the index function whatever it holds; it must not panic.
 	if got := IndexHPATarget(&corev1.Service{}); got != nil {
