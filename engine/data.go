@@ -68,8 +68,28 @@ func BuiltinCatalogue() Catalogue {
 // imageEntry is a DataDirectory with its image patterns compiled.
 type imageEntry struct {
 	*DataDirectory
-	images    []namePattern
+	images    []imagePattern
 	dataRoles []namePattern
+}
+
+// imagePattern matches the last segments of a repository, as many as it
+// has: "redis" matches library/redis and docker/library/redis,
+// "bitnami/redis" bitnami/redis only.
+type imagePattern struct {
+	namePattern
+	segments int
+}
+
+func (p imagePattern) matches(repo string) bool {
+	start := len(repo)
+	for k := range p.segments {
+		j := strings.LastIndexByte(repo[:start], '/')
+		if j < 0 {
+			return k == p.segments-1 && p.match(repo)
+		}
+		start = j
+	}
+	return p.match(repo[start+1:])
 }
 
 func compileCatalogue(dirs []DataDirectory) []imageEntry {
@@ -81,7 +101,7 @@ func compileCatalogue(dirs []DataDirectory) []imageEntry {
 		}
 		e := imageEntry{DataDirectory: d}
 		for _, p := range d.Images {
-			e.images = append(e.images, compileNamePattern(p))
+			e.images = append(e.images, imagePattern{compileNamePattern(p), strings.Count(p, "/") + 1})
 		}
 		if d.Roles != nil {
 			for _, r := range d.Roles.Data {
@@ -98,7 +118,7 @@ func (e *Engine) imageEntryOf(image string) *imageEntry {
 	repo := repository(image)
 	for i := range e.catalogue {
 		for _, p := range e.catalogue[i].images {
-			if matchesTrailing(p, repo) {
+			if p.matches(repo) {
 				return &e.catalogue[i]
 			}
 		}
@@ -117,18 +137,6 @@ func repository(image string) string {
 		image = rest
 	}
 	return image
-}
-
-// matchesTrailing reports whether the pattern matches the repository's
-// last segments, as many as the pattern has: "redis" matches library/redis
-// and docker/library/redis, "bitnami/redis" bitnami/redis only.
-func matchesTrailing(p namePattern, repo string) bool {
-	segments := strings.Count(p.source, "/") + 1
-	parts := strings.Split(repo, "/")
-	if len(parts) < segments {
-		return false
-	}
-	return p.match(strings.Join(parts[len(parts)-segments:], "/"))
 }
 
 // dataDirs are where the container keeps the entry's data.
@@ -286,15 +294,22 @@ func (e *Engine) dataName(volume string) string {
 // app-conf-dir), or the path lies in an etc directory (configuration:
 // /usr/local/etc/haproxy).
 func isScratchPath(mountPath, subPath string) bool {
-	segments := strings.Split(strings.ToLower(mountPath), "/")
-	if slices.Contains(scratchWords, segments[len(segments)-1]) || slices.Contains(segments, "etc") {
-		return true
+	for rest := mountPath; rest != ""; {
+		var segment string
+		segment, rest, _ = strings.Cut(rest, "/")
+		if strings.EqualFold(segment, "etc") || (rest == "" && isScratchWord(segment)) {
+			return true
+		}
 	}
 	if subPath == "" {
 		return false
 	}
 	w := words(path.Base(subPath))
-	return !slices.Contains(w, "data") && slices.ContainsFunc(w, func(s string) bool { return slices.Contains(scratchWords, s) })
+	return !slices.Contains(w, "data") && slices.ContainsFunc(w, isScratchWord)
+}
+
+func isScratchWord(s string) bool {
+	return slices.ContainsFunc(scratchWords, func(w string) bool { return strings.EqualFold(w, s) })
 }
 
 // words splits a name at '-', '_' and '.', lowercased.

@@ -141,6 +141,11 @@ func TestDataDirectoryUnmounted(t *testing.T) {
 		{"coordinating-only search nodes", sts("db", image("bitnami/opensearch:3.2.0"), env("OPENSEARCH_NODE_ROLES", "")), nil},
 		{"storage configured elsewhere: Vault", sts("db", image("hashicorp/vault:1.20")), nil},
 		{"an image stateguard does not know", sts("db", image("example.com/team/app:1")), nil},
+		{"a registry with a port, and a digest", sts("db", image("localhost:5000/library/postgres@sha256:0123abcd")),
+			[]string{"data-directory-unmounted warn spec.template.spec.containers[0]"}},
+		{"a mirror's longer path", sts("db", image("ecr-public.aws.com/docker/library/redis:8.2.3-alpine")),
+			[]string{"data-directory-unmounted warn spec.template.spec.containers[0]"}},
+		{"a neighbour's name is not the image", sts("db", image("docker.io/bitnami/redis-sentinel:8.2")), nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
