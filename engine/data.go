@@ -113,17 +113,46 @@ func compileCatalogue(dirs []DataDirectory) []imageEntry {
 	return out
 }
 
-// imageEntryOf finds the catalogue entry of a container's image.
+// imageEntryOf finds the catalogue entry of a container's image: by the
+// last segment of its repository when the patterns' last segments are
+// literal, else by trying each pattern.
 func (e *Engine) imageEntryOf(image string) *imageEntry {
 	repo := repository(image)
-	for i := range e.catalogue {
-		for _, p := range e.catalogue[i].images {
-			if p.matches(repo) {
-				return &e.catalogue[i]
-			}
+	last := repo[strings.LastIndexByte(repo, '/')+1:]
+	for _, c := range e.imagesByLastSegment[last] {
+		if c.pattern.matches(repo) {
+			return c.entry
+		}
+	}
+	for _, c := range e.imagesWithWildcards {
+		if c.pattern.matches(repo) {
+			return c.entry
 		}
 	}
 	return nil
+}
+
+// imageCandidate is one image pattern of a catalogue entry.
+type imageCandidate struct {
+	pattern imagePattern
+	entry   *imageEntry
+}
+
+// indexImages sorts the catalogue's image patterns by their last segment,
+// or among those with a wildcard in it, in catalogue order.
+func (e *Engine) indexImages() {
+	e.imagesByLastSegment = map[string][]imageCandidate{}
+	for i := range e.catalogue {
+		x := &e.catalogue[i]
+		for _, p := range x.images {
+			last := p.source[strings.LastIndexByte(p.source, '/')+1:]
+			if strings.Contains(last, "*") {
+				e.imagesWithWildcards = append(e.imagesWithWildcards, imageCandidate{p, x})
+			} else {
+				e.imagesByLastSegment[last] = append(e.imagesByLastSegment[last], imageCandidate{p, x})
+			}
+		}
+	}
 }
 
 // repository is an image reference without its registry host, tag or
@@ -166,6 +195,9 @@ func (x *imageEntry) keepsNoData(c *corev1.Container) string {
 				return fmt.Sprintf("its %s %q holds no role that stores data", env.Name, env.Value)
 			}
 		}
+	}
+	if len(x.PersistentArgs) == 0 && len(x.NonPersistentArgs) == 0 {
+		return ""
 	}
 	args := append(slices.Clone(c.Command), c.Args...)
 	if len(x.PersistentArgs) > 0 && !slices.ContainsFunc(args, func(a string) bool {

@@ -92,7 +92,10 @@ type Engine struct {
 	dataNames    []namePattern
 	exemptions   []compiledExemption
 	catalogue    []imageEntry
-	now          func() time.Time // when exemptions expire
+	// imagesByLastSegment and imagesWithWildcards find an image's entry.
+	imagesByLastSegment map[string][]imageCandidate
+	imagesWithWildcards []imageCandidate
+	now                 func() time.Time // when exemptions expire
 }
 
 // New compiles validated settings (from a config.Config).
@@ -102,6 +105,7 @@ func New(s Settings) *Engine {
 		s.DataDirectories = BuiltinCatalogue().DataDirectories
 	}
 	e.catalogue = compileCatalogue(s.DataDirectories)
+	e.indexImages()
 	e.scratchPaths = cleanPaths(s.ScratchPaths)
 	e.dataPaths = cleanPaths(s.DataPaths)
 	for _, n := range s.DataVolumeNames {

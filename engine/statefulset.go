@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 
@@ -190,7 +189,7 @@ func (e *Engine) podDataViolations(w podTemplate, rule string, loss func(*corev1
 		}
 		strongest, reason := noData, ""
 		var mounts []string
-		for _, c := range runningContainers(w.pod) {
+		eachRunningContainer(w.pod, func(c *corev1.Container) {
 			for _, m := range c.VolumeMounts {
 				if m.Name != v.Name || m.ReadOnly {
 					continue
@@ -204,7 +203,7 @@ func (e *Engine) podDataViolations(w podTemplate, rule string, loss func(*corev1
 					strongest, reason = t, why
 				}
 			}
-		}
+		})
 		if strongest == noData {
 			continue
 		}
@@ -219,21 +218,19 @@ func (e *Engine) podDataViolations(w podTemplate, rule string, loss func(*corev1
 	return vs
 }
 
-// runningContainers are the containers of a Pod that run beside each
-// other: the containers and the sidecars (init containers that keep
-// running). Other init containers finish before the Pod starts: what
-// they write is for the containers to keep.
-func runningContainers(pod *corev1.PodSpec) []*corev1.Container {
-	var out []*corev1.Container
+// eachRunningContainer calls f with each container of a Pod that runs
+// beside the others: the containers and the sidecars (init containers
+// that keep running). Other init containers finish before the Pod
+// starts: what they write is for the containers to keep.
+func eachRunningContainer(pod *corev1.PodSpec, f func(*corev1.Container)) {
 	for i := range pod.InitContainers {
 		if c := &pod.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			out = append(out, c)
+			f(c)
 		}
 	}
 	for i := range pod.Containers {
-		out = append(out, &pod.Containers[i])
+		f(&pod.Containers[i])
 	}
-	return out
 }
 
 // dataDirectoryUnmounted finds containers of a known image with no volume
@@ -256,7 +253,7 @@ func (e *Engine) dataDirectoryUnmounted(kind string, pod *corev1.PodSpec) []viol
 				continue
 			}
 			dirs := x.dataDirs(c)
-			if slices.ContainsFunc(dirs, func(dir string) bool { return mountedNear(c, dir) }) {
+			if mountedNearAny(c, dirs) {
 				continue
 			}
 			fix := "mount a volume claim there (spec.volumeClaimTemplates)"
@@ -274,12 +271,16 @@ func (e *Engine) dataDirectoryUnmounted(kind string, pod *corev1.PodSpec) []viol
 	return vs
 }
 
-// mountedNear reports whether any volume is mounted at dir, above it, or
-// under it (where a chart points the image's data, as Bitnami's data/).
-func mountedNear(c *corev1.Container, dir string) bool {
+// mountedNearAny reports whether any volume is mounted at one of dirs,
+// above it, or under it (where a chart points the image's data, as
+// Bitnami's data/).
+func mountedNearAny(c *corev1.Container, dirs []string) bool {
 	for _, m := range c.VolumeMounts {
-		if p := path.Clean(m.MountPath); p == dir || isUnder(dir, p) || isUnder(p, dir) {
-			return true
+		p := path.Clean(m.MountPath)
+		for _, dir := range dirs {
+			if p == dir || isUnder(dir, p) || isUnder(p, dir) {
+				return true
+			}
 		}
 	}
 	return false
