@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -122,6 +123,19 @@ func TestOnlyTheAPIServerTalksToTheWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = kubectl(strings.Join(reader, "\n---"), "delete", "-f", "-") })
+	// The metrics listener starts beside the webhook, after generating its
+	// self-signed certificate: wait for it.
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		conn, err := net.DialTimeout("tcp", metricsAddr, time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the metrics endpoint does not listen: %v\n%s", err, log.String())
+		}
+	}
 	metrics := func(token string) int {
 		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[1]), nil)
 		if err != nil {
