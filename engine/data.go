@@ -168,16 +168,15 @@ func repository(image string) string {
 	return image
 }
 
-// dataDirs are where the container keeps the entry's data.
-func (x *imageEntry) dataDirs(c *corev1.Container) []string {
-	var dirs []string
+// dataDirs are where the container keeps the entry's data: the value of
+// the first path variable it sets, else the entry's paths. One variable
+// is the rule; the array keeps it off the heap.
+func (x *imageEntry) dataDirs(c *corev1.Container, buf *[1]string) []string {
 	for _, env := range c.Env {
-		if env.Value != "" && slices.Contains(x.PathEnv, env.Name) && path.IsAbs(env.Value) {
-			dirs = append(dirs, path.Clean(env.Value))
+		if env.Value != "" && path.IsAbs(env.Value) && slices.Contains(x.PathEnv, env.Name) {
+			buf[0] = path.Clean(env.Value)
+			return buf[:]
 		}
-	}
-	if len(dirs) > 0 {
-		return dirs
 	}
 	return x.Paths
 }
@@ -270,7 +269,8 @@ func (e *Engine) judgeMount(w podTemplate, c *corev1.Container, v *corev1.Volume
 		return noData, ""
 	}
 	if x := e.imageEntryOf(c.Image); x != nil {
-		for _, dir := range x.dataDirs(c) {
+		var buf [1]string
+		for _, dir := range x.dataDirs(c, &buf) {
 			switch {
 			case mountPath == dir || isUnder(dir, mountPath):
 				// A claim at the data directory keeps the data; the

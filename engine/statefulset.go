@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -139,6 +140,9 @@ func (e *Engine) emptyDirData(_ context.Context, sts *appsv1.StatefulSet, _ bool
 // volumeClaimTemplates.
 func statefulSetSharedClaims(_ *Engine, ctx context.Context, sts *appsv1.StatefulSet, _ bool, lk Lookup) ([]violation, error) {
 	const rule = RuleStatefulSetSharedClaim
+	if !slices.ContainsFunc(sts.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.PersistentVolumeClaim != nil }) {
+		return nil, nil // most StatefulSets: claims from templates only
+	}
 	replicas := int32(1)
 	if sts.Spec.Replicas != nil {
 		replicas = *sts.Spec.Replicas
@@ -252,7 +256,8 @@ func (e *Engine) dataDirectoryUnmounted(kind string, pod *corev1.PodSpec) []viol
 			if x == nil || x.OptionalStorage || x.keepsNoData(c) != "" {
 				continue
 			}
-			dirs := x.dataDirs(c)
+			var buf [1]string
+			dirs := x.dataDirs(c, &buf)
 			if mountedNearAny(c, dirs) {
 				continue
 			}
