@@ -118,22 +118,30 @@ func (d defaultable) current(s *appsv1.StatefulSet) string {
 // incoming manifest only omitted it. Applying it twice gives the result of
 // applying it once.
 func (e *Engine) DefaultStatefulSet(ctx context.Context, sts, old *appsv1.StatefulSet, lk Lookup) (changed, warnings []string, err error) {
-	chosen := userSetFields(sts)
 	var wanted map[string]string
 	if old == nil {
 		if wanted, warnings, err = e.wantedDefaults(ctx, sts.Namespace, lk); err != nil {
 			return nil, nil, err
 		}
 	}
+	// What the user chose is read from the last-applied annotation and
+	// managedFields, the costly part: only once a default could apply.
+	var chosen map[string]bool
 	for _, d := range defaultables {
-		if chosen[d.name] || d.current(sts) != d.k8sDefault {
+		if d.current(sts) != d.k8sDefault {
 			continue
 		}
 		target := wanted[d.name]
 		if old != nil {
 			target = d.current(old)
 		}
-		if target != "" && target != d.k8sDefault {
+		if target == "" || target == d.k8sDefault {
+			continue
+		}
+		if chosen == nil {
+			chosen = userSetFields(sts)
+		}
+		if !chosen[d.name] {
 			d.set(sts, target)
 			changed = append(changed, d.name)
 		}

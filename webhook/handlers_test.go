@@ -492,6 +492,10 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 	db := postgres("shop")
 	s := newTestServer(b, "apiVersion: stateguard.io/v1alpha1\nkind: Config\ndefaults: {podManagementPolicy: Parallel}\n", namespaceObj("shop", nil), headlessFor(db))
 	body := reviewOf(b, admissionv1.Create, statefulSetKind, "statefulsets", db, nil)
+	// The same StatefulSet setting the field the default would: nothing to change.
+	parallel := db.DeepCopy()
+	parallel.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	unchanged := reviewOf(b, admissionv1.Create, statefulSetKind, "statefulsets", parallel, nil)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		b.Fatal(err)
@@ -499,17 +503,19 @@ func BenchmarkStatefulSetReview(b *testing.B) {
 	for _, bench := range []struct {
 		name    string
 		handler http.Handler
+		body    []byte
 	}{
-		{"validate", s.handlers[PathValidateStatefulSet]},
-		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](typedValidator[*appsv1.StatefulSet]{s.opts, (*engine.Engine).StatefulSet}))},
-		{"mutate", s.handlers[PathMutateStatefulSet]},
+		{"validate", s.handlers[PathValidateStatefulSet], body},
+		{"validate-controller-runtime", admission.WithValidator(scheme, admission.Validator[*appsv1.StatefulSet](typedValidator[*appsv1.StatefulSet]{s.opts, (*engine.Engine).StatefulSet})), body},
+		{"mutate", s.handlers[PathMutateStatefulSet], body},
+		{"mutate-unchanged", s.handlers[PathMutateStatefulSet], unchanged},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
 			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
+			b.SetBytes(int64(len(bench.body)))
 			for b.Loop() {
 				rec := httptest.NewRecorder()
-				bench.handler.ServeHTTP(rec, newReviewRequest(PathValidateStatefulSet, body))
+				bench.handler.ServeHTTP(rec, newReviewRequest(PathValidateStatefulSet, bench.body))
 				if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
 					b.Fatalf("HTTP %d: %s", rec.Code, rec.Body.String())
 				}
