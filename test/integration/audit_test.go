@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,11 +283,13 @@ func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string)
 		t.Fatal(err)
 	}
 	s.pid = cmd.Process.Pid
-	s.stop = func() {
+	// Stopped by the test, or at its end whatever made it fail.
+	s.stop = sync.OnceFunc(func() {
 		cancel()
 		_ = cmd.Wait()
 		log.Close()
-	}
+	})
+	t.Cleanup(s.stop)
 	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]), 60*time.Second); err != nil {
 		s.stop()
 		out, _ := os.ReadFile(s.log)
