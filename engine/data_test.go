@@ -49,7 +49,7 @@ func TestStatefulSetSharedClaims(t *testing.T) {
 			[]string{"statefulset-shared-rwo-pvc warn spec.template.spec.volumes[0].persistentVolumeClaim.claimName"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, tt.old, index(headlessSvc("db", map[string]string{"app": "db"}), tt.pvc))
+			got, err := judgeStatefulSet(t, newEngine(t, ""), context.Background(), tt.obj, tt.old, index(headlessSvc("db", map[string]string{"app": "db"}), tt.pvc))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +72,7 @@ func TestStatefulSetSharedClaimsUnderAnHPA(t *testing.T) {
 		s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes, corev1.Volume{Name: "data",
 			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shared"}}})
 	}, mount("data", "/data"))
-	got, err := newEngine(t, "").StatefulSet(context.Background(), one, nil, index(headlessSvc("db", map[string]string{"app": "db"}), pvc("shared", rwo), scaler))
+	got, err := judgeStatefulSet(t, newEngine(t, ""), context.Background(), one, nil, index(headlessSvc("db", map[string]string{"app": "db"}), pvc("shared", rwo), scaler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDeploymentEmptyDirData(t *testing.T) {
 		{"a home directory", withVolume("quay.io/argoproj/argocd:v3.4.4", "plugins-home", "/home/argocd"), nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").Deployment(context.Background(), tt.obj, nil, index())
+			got, err := judgeDeployment(t, newEngine(t, ""), context.Background(), tt.obj, nil, index())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +148,7 @@ func TestDataDirectoryUnmounted(t *testing.T) {
 		{"a neighbour's name is not the image", sts("db", image("docker.io/bitnami/redis-sentinel:8.2")), nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
+			got, err := judgeStatefulSet(t, newEngine(t, ""), context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -199,7 +199,7 @@ func TestDeployment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").Deployment(context.Background(), tt.obj, tt.old, index(tt.objects...))
+			got, err := judgeDeployment(t, newEngine(t, ""), context.Background(), tt.obj, tt.old, index(tt.objects...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,7 +268,7 @@ func TestRollingUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").Deployment(context.Background(), tt.obj, nil, index(tt.objects...))
+			got, err := judgeDeployment(t, newEngine(t, ""), context.Background(), tt.obj, nil, index(tt.objects...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -97,7 +97,7 @@ func TestPolicyExemptions(t *testing.T) {
 				now = time.Date(2026, 12, 31, 23, 59, 0, 0, time.UTC)
 			}
 			engine.SetClock(e, func() time.Time { return now })
-			got, err := e.StatefulSet(context.Background(), tt.obj, nil, index(shopNamespace(nil)))
+			got, err := judgeStatefulSet(t, e, context.Background(), tt.obj, nil, index(shopNamespace(nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +138,7 @@ func TestObjectExemptionsOnlyForGrantors(t *testing.T) {
 			if tt.requester != nil {
 				ctx = engine.WithRequester(ctx, *tt.requester)
 			}
-			got, err := newEngine(t, tt.config).StatefulSet(ctx, exempted, nil, index(shopNamespace(nil)))
+			got, err := judgeStatefulSet(t, newEngine(t, tt.config), ctx, exempted, nil, index(shopNamespace(nil)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -182,4 +183,40 @@ func maxSurge(v intstr.IntOrString) func(*appsv1.Deployment) {
 		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &v}}
 	}
+}
+
+// judgeStatefulSet is e.StatefulSet, which it also asks of the trimmed
+// copies of obj and old: the test fails when trimming changes a verdict,
+// that is, when a rule reads a field engine.TrimStatefulSet drops.
+func judgeStatefulSet(t *testing.T, e *engine.Engine, ctx context.Context, obj, old *appsv1.StatefulSet, lk engine.Lookup) (engine.Verdict, error) {
+	t.Helper()
+	trimmed := func(s *appsv1.StatefulSet) *appsv1.StatefulSet {
+		if s == nil {
+			return nil
+		}
+		return engine.TrimStatefulSet(s.DeepCopy())
+	}
+	return sameVerdict(t, "StatefulSet", func(obj, old *appsv1.StatefulSet) (engine.Verdict, error) { return e.StatefulSet(ctx, obj, old, lk) }, obj, old, trimmed)
+}
+
+// judgeDeployment is e.Deployment, checked as judgeStatefulSet checks.
+func judgeDeployment(t *testing.T, e *engine.Engine, ctx context.Context, obj, old *appsv1.Deployment, lk engine.Lookup) (engine.Verdict, error) {
+	t.Helper()
+	trimmed := func(d *appsv1.Deployment) *appsv1.Deployment {
+		if d == nil {
+			return nil
+		}
+		return engine.TrimDeployment(d.DeepCopy())
+	}
+	return sameVerdict(t, "Deployment", func(obj, old *appsv1.Deployment) (engine.Verdict, error) { return e.Deployment(ctx, obj, old, lk) }, obj, old, trimmed)
+}
+
+func sameVerdict[T any](t *testing.T, kind string, judge func(obj, old T) (engine.Verdict, error), obj, old T, trim func(T) T) (engine.Verdict, error) {
+	t.Helper()
+	v, err := judge(obj, old)
+	trimmedVerdict, trimmedErr := judge(trim(obj), trim(old))
+	if diff := cmp.Diff(v, trimmedVerdict, renderedPaths); diff != "" || (err == nil) != (trimmedErr == nil) {
+		t.Errorf("the trimmed %s gets another verdict (-whole +trimmed):\n%s\nerrors: %v, %v", kind, diff, err, trimmedErr)
+	}
+	return v, err
 }

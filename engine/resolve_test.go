@@ -206,7 +206,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), tt.obj, tt.old, index(append(tt.lookups, shopNamespace(tt.ns))...))
+			got, err := judgeStatefulSet(t, newEngine(t, tt.config), context.Background(), tt.obj, tt.old, index(append(tt.lookups, shopNamespace(tt.ns))...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -129,7 +129,7 @@ func TestHeadlessService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, nil, index(tt.services...))
+			got, err := judgeStatefulSet(t, newEngine(t, ""), context.Background(), tt.obj, nil, index(tt.services...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -353,7 +353,7 @@ func TestEmptyDirData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := newEngine(t, tt.config).StatefulSet(context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
+			got, err := judgeStatefulSet(t, newEngine(t, tt.config), context.Background(), tt.obj, nil, index(headlessSvc("db", map[string]string{"app": "db"})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -391,7 +391,7 @@ func TestHeadlessServiceFixesOnUpdate(t *testing.T) {
 			if tt.service != nil {
 				objs = append(objs, tt.service)
 			}
-			got, err := newEngine(t, "").StatefulSet(context.Background(), tt.obj, sts("db"), index(objs...))
+			got, err := judgeStatefulSet(t, newEngine(t, ""), context.Background(), tt.obj, sts("db"), index(objs...))
 			if err != nil {
 				t.Fatal(err)
 			}
