@@ -13,7 +13,6 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -36,19 +35,22 @@ type judge struct {
 // logged and counted with the action enforcing would give them.
 func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v engine.Verdict, err error) admission.Response {
 	op := req.Operation
-	log := j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
+	// The logger with the object's keys costs allocations: it is made
+	// only for a review that logs.
+	log := func() logr.Logger {
+		return j.log.WithValues("kind", kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "operation", op)
+	}
 	if err != nil {
-		return j.failed(log, kind, op, obj.GetNamespace(), obj.GetName(), err)
+		return j.failed(log(), kind, op, obj.GetNamespace(), obj.GetName(), err)
 	}
 	warnings := v.Warnings
-	var denials, decisions []string
+	var denials []string
 	for _, r := range v.Results {
 		counted := r.Action
 		if r.Action == engine.ActionDryRun {
 			counted = r.Intended
 		}
 		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), string(op), kind).Inc()
-		decisions = append(decisions, r.Rule+"="+string(r.Action))
 		field := r.Field.String()
 		line := r.Rule + ": " + field + ": " + r.Message
 		switch r.Action {
@@ -59,22 +61,28 @@ func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v 
 		case engine.ActionDryRun:
 			// The record the dry-run audit mode exists for: what enforcing
 			// the policy would have done to this request.
-			log.Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", field, "message", r.Message)
+			log().Info("dryrun violation", "rule", r.Rule, "intendedAction", r.Intended, "field", field, "message", r.Message)
 		case engine.ActionExempt:
 			// Who was let through, and on whose authority.
-			log.Info("exempt", "rule", r.Rule, "exemption", r.Exemption, "requester", req.UserInfo.Username, "field", field)
+			log().Info("exempt", "rule", r.Rule, "exemption", r.Exemption, "requester", req.UserInfo.Username, "field", field)
 		}
 	}
 	if v.Silent && len(warnings) > 0 {
 		// Kept from the requester, but a mistyped exemption must surface
 		// before enforcement turns it into a denial.
-		log.Info("dryrun warnings", "warnings", warnings)
+		log().Info("dryrun warnings", "warnings", warnings)
 		warnings = nil
 	}
 	if len(v.Results) == 0 {
 		j.metrics.Decisions.WithLabelValues("none", "allow", string(op), kind).Inc()
 	}
-	log.V(1).Info("decision", "denied", len(denials) > 0, "results", decisions)
+	if debug := j.log.V(1); debug.Enabled() {
+		decisions := make([]string, 0, len(v.Results))
+		for _, r := range v.Results {
+			decisions = append(decisions, r.Rule+"="+string(r.Action))
+		}
+		log().V(1).Info("decision", "denied", len(denials) > 0, "results", decisions)
+	}
 	if len(denials) == 0 {
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
@@ -97,23 +105,6 @@ func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, n
 	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))
 }
 
-// decodeRequested decodes an object of the review and refuses one that is
-// not the object the request names: the API server never sends such a
-// review, and judging it would answer questions about another namespace's
-// Services, claims or Deployments to whoever can post to the webhook.
-func decodeRequested(req admission.Request, raw runtime.RawExtension, into client.Object) error {
-	if err := decodeObject(raw, into); err != nil {
-		return err
-	}
-	if into.GetNamespace() != req.Namespace {
-		return fmt.Errorf("the object's namespace %q is not the request's %q", into.GetNamespace(), req.Namespace)
-	}
-	if req.Name != "" && into.GetName() != req.Name {
-		return fmt.Errorf("the object's name %q is not the request's %q", into.GetName(), req.Name)
-	}
-	return nil
-}
-
 // withRequester tells the engine who asks: the annotation
 // stateguard.io/exempt is honoured for the configured grantors only.
 func withRequester(ctx context.Context, req admission.Request) context.Context {
@@ -132,23 +123,21 @@ func statusResponse(err apierrors.APIStatus) admission.Response {
 // controller-runtime's admission.WithValidator.
 type validating[T client.Object] struct {
 	*judge
-	kind      string
-	newObject func() T
-	verdict   func(e *engine.Engine, ctx context.Context, obj, old T, lk engine.Lookup) (engine.Verdict, error)
+	kind    string
+	verdict func(e *engine.Engine, ctx context.Context, obj, old T, lk engine.Lookup) (engine.Verdict, error)
 }
 
 func (h validating[T]) Handle(ctx context.Context, req admission.Request) admission.Response {
-	obj := h.newObject()
 	var old T // nil: a creation
 	switch req.Operation {
 	case admissionv1.Create:
 	case admissionv1.Update:
-		old = h.newObject()
-		if err := decodeRequested(req, req.OldObject, old); err != nil {
+		var err error
+		if old, err = requested[T](req, req.OldObject); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	case admissionv1.Delete:
-		if err := decodeRequested(req, req.OldObject, obj); err != nil {
+		if _, err := requested[T](req, req.OldObject); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 		return admission.Allowed("")
@@ -157,7 +146,8 @@ func (h validating[T]) Handle(ctx context.Context, req admission.Request) admiss
 	default:
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("unknown operation %q", req.Operation))
 	}
-	if err := decodeRequested(req, req.Object, obj); err != nil {
+	obj, err := requested[T](req, req.Object)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	v, err := h.verdict(h.engine(), withRequester(ctx, req), obj, old, h.lookup)
@@ -171,14 +161,13 @@ func (h defaulting) Handle(ctx context.Context, req admission.Request) admission
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
-	sts := newStatefulSet()
-	if err := decodeRequested(req, req.Object, sts); err != nil {
+	sts, err := requested[*appsv1.StatefulSet](req, req.Object)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var old *appsv1.StatefulSet // nil: a creation
 	if req.Operation == admissionv1.Update {
-		old = newStatefulSet()
-		if err := decodeRequested(req, req.OldObject, old); err != nil {
+		if old, err = requested[*appsv1.StatefulSet](req, req.OldObject); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("old object: %w", err))
 		}
 	}
@@ -256,8 +245,8 @@ func (h scales) Handle(ctx context.Context, req admission.Request) admission.Res
 	if req.Operation != admissionv1.Update {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("operation %q: the scale webhook judges UPDATE of deployments/scale only", req.Operation))
 	}
-	scale := &autoscalingv1.Scale{}
-	if err := decodeRequested(req, req.Object, scale); err != nil {
+	scale, err := requested[*autoscalingv1.Scale](req, req.Object)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	dep := &appsv1.Deployment{}

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,9 @@ import (
 	"github.com/go-logr/logr"
 	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -74,12 +75,15 @@ func (a *reviewSlots) enter(n int64) (leave func(), ok bool) {
 	}
 }
 
+var reviewTypeMeta = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+
 // reviewHandler serves AdmissionReviews (admission.k8s.io/v1) with hook.
 // A body that is not one gets a 4xx status and an answer saying why.
 type reviewHandler struct {
-	hook  *admission.Webhook
-	slots *reviewSlots
-	log   logr.Logger
+	hook   *admission.Webhook
+	decode reviewDecoder
+	slots  *reviewSlots
+	log    logr.Logger
 }
 
 func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -109,17 +113,23 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: want application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	var review admissionv1.AdmissionReview
-	if err := gojson.Unmarshal(body, &review); err != nil {
+	review, objectErr, err := h.decode(body)
+	if err != nil {
 		h.refuse(w, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err))
 		return
 	}
-	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" || review.Request == nil || review.Request.UID == "" {
+	if review.TypeMeta != reviewTypeMeta || review.Request == nil || review.Request.UID == "" {
 		h.refuse(w, http.StatusBadRequest, fmt.Errorf("the body is not an admission.k8s.io/v1 AdmissionReview with a request and its uid (apiVersion %q, kind %q)", review.APIVersion, review.Kind))
 		return
 	}
-	resp := h.hook.Handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
-	h.write(w, http.StatusOK, resp)
+	req := admission.Request{AdmissionRequest: *review.Request}
+	if objectErr != nil {
+		resp := admission.Errored(http.StatusBadRequest, objectErr)
+		_ = resp.Complete(req)
+		h.write(w, http.StatusOK, resp)
+		return
+	}
+	h.write(w, http.StatusOK, h.hook.Handle(r.Context(), req))
 }
 
 // readBody reads up to maxReviewBytes+1 bytes, into a buffer of the
@@ -142,9 +152,8 @@ func (h reviewHandler) refuse(w http.ResponseWriter, code int, err error) {
 }
 
 func (h reviewHandler) write(w http.ResponseWriter, code int, resp admission.Response) {
-	review := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
-	review.SetGroupVersionKind(admissionv1.SchemeGroupVersion.WithKind("AdmissionReview"))
-	body, err := json.Marshal(review)
+	review := admissionv1.AdmissionReview{TypeMeta: reviewTypeMeta, Response: &resp.AdmissionResponse}
+	body, err := gojson.Marshal(review)
 	if err != nil {
 		h.log.Error(err, "encoding an admission response")
 		http.Error(w, "encoding the admission response failed", http.StatusInternalServerError)
@@ -155,13 +164,95 @@ func (h reviewHandler) write(w http.ResponseWriter, code int, resp admission.Res
 	_, _ = w.Write(body)
 }
 
-// decodeObject decodes one object of a review.
-func decodeObject(raw runtime.RawExtension, into runtime.Object) error {
-	if len(raw.Raw) == 0 {
-		return errors.New("the review carries no object")
+// A reviewDecoder decodes an AdmissionReview and its objects at once:
+// each object goes straight into its type, into RawExtension.Object, with
+// no intermediate copy of its JSON. The decoded strings refer to the
+// request body, which no answer outlives and nothing writes to. A review
+// whose objects are not of the type gets objectErr: it is answered with
+// 400 and the reason, as the API server's review of a malformed object.
+type reviewDecoder func(body []byte) (review admissionv1.AdmissionReview, objectErr, err error)
+
+// typedReview is an AdmissionReview whose objects are of type J. The fields
+// declared here shadow the embedded request's, as in encoding/json; the
+// request's options are skipped, as no handler reads them.
+type typedReview[J any] struct {
+	metav1.TypeMeta `json:",inline"`
+	Request         *struct {
+		admissionv1.AdmissionRequest
+		Object    *J       `json:"object"`
+		OldObject *J       `json:"oldObject"`
+		Options   struct{} `json:"options"`
+	} `json:"request"`
+}
+
+// decodeReviewOf decodes reviews whose objects are a J, and makes an
+// object of each with object.
+func decodeReviewOf[J any, T client.Object](object func(*J) T) reviewDecoder {
+	return func(body []byte) (admissionv1.AdmissionReview, error, error) {
+		var decoded typedReview[J]
+		if err := unmarshal(body, &decoded); err != nil {
+			return undecodedObjects[J](body)
+		}
+		review := admissionv1.AdmissionReview{TypeMeta: decoded.TypeMeta}
+		if r := decoded.Request; r != nil {
+			req := r.AdmissionRequest
+			if r.Object != nil {
+				req.Object.Object = object(r.Object)
+			}
+			if r.OldObject != nil {
+				req.OldObject.Object = object(r.OldObject)
+			}
+			review.Request = &req
+		}
+		return review, nil, nil
 	}
-	if err := gojson.Unmarshal(raw.Raw, into); err != nil {
-		return fmt.Errorf("decoding the object: %w", err)
+}
+
+// undecodedObjects tells a review whose objects are not a J from a body
+// that is not a review.
+func undecodedObjects[J any](body []byte) (review admissionv1.AdmissionReview, objectErr, err error) {
+	if err := unmarshal(body, &review); err != nil || review.Request == nil {
+		return review, nil, err
 	}
-	return nil
+	for _, o := range []struct {
+		raw    []byte
+		prefix string
+	}{{review.Request.Object.Raw, ""}, {review.Request.OldObject.Raw, "old object: "}} {
+		var obj J
+		if err := unmarshal(o.raw, &obj); len(o.raw) > 0 && err != nil {
+			return review, fmt.Errorf("%sdecoding the object: %w", o.prefix, err), nil
+		}
+	}
+	return review, errors.New("the review's objects decode on their own but not in the review"), nil
+}
+
+func unmarshal(data []byte, v any) error {
+	return gojson.UnmarshalWithOption(data, v, gojson.DecodeNoCopyString())
+}
+
+// decodeWholeReview decodes reviews of T, whole.
+func decodeWholeReview[T any, PT interface {
+	*T
+	client.Object
+}]() reviewDecoder {
+	return decodeReviewOf(func(obj *T) PT { return obj })
+}
+
+// requested is an object of the review, or an error when it has none, or
+// when it is not the object the request names: the API server never sends
+// such a review, and judging it would answer questions about another
+// namespace's Services, claims or Deployments to whoever can post to the
+// webhook.
+func requested[T client.Object](req admission.Request, raw runtime.RawExtension) (T, error) {
+	obj, ok := raw.Object.(T)
+	if !ok {
+		return obj, errors.New("the review carries no object")
+	}
+	if obj.GetNamespace() != req.Namespace {
+		return obj, fmt.Errorf("the object's namespace %q is not the request's %q", obj.GetNamespace(), req.Namespace)
+	}
+	if req.Name != "" && obj.GetName() != req.Name {
+		return obj, fmt.Errorf("the object's name %q is not the request's %q", obj.GetName(), req.Name)
+	}
+	return obj, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -48,13 +49,17 @@ func Setup(s ctrlwebhook.Server, opts Options) {
 // Handlers are the HTTP handlers of the admission webhook, by path.
 func Handlers(opts Options) map[string]http.Handler {
 	j := &judge{engine: opts.Engine, lookup: opts.Lookup, live: opts.Live, metrics: opts.Metrics, log: opts.Log}
-	byPath := map[string]admission.Handler{
-		PathValidateStatefulSet: validating[*appsv1.StatefulSet]{j, "StatefulSet", newStatefulSet, (*engine.Engine).StatefulSet},
-		PathMutateStatefulSet:   defaulting{j},
-		PathValidateDeployment:  validating[*appsv1.Deployment]{j, "Deployment", func() *appsv1.Deployment { return &appsv1.Deployment{} }, (*engine.Engine).Deployment},
-		PathValidateHPA: validating[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler",
-			func() *autoscalingv2.HorizontalPodAutoscaler { return &autoscalingv2.HorizontalPodAutoscaler{} }, (*engine.Engine).HorizontalPodAutoscaler},
-		PathValidateScale: scales{j},
+	type handler struct {
+		admission.Handler
+		decode reviewDecoder
+	}
+	byPath := map[string]handler{
+		PathValidateStatefulSet: {validating[*appsv1.StatefulSet]{j, "StatefulSet", (*engine.Engine).StatefulSet}, decodeReviewOf((*judgedStatefulSet).object)},
+		PathMutateStatefulSet:   {defaulting{j}, decodeWholeReview[appsv1.StatefulSet]()},
+		PathValidateDeployment:  {validating[*appsv1.Deployment]{j, "Deployment", (*engine.Engine).Deployment}, decodeReviewOf((*judgedDeployment).object)},
+		PathValidateHPA: {validating[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler", (*engine.Engine).HorizontalPodAutoscaler},
+			decodeWholeReview[autoscalingv2.HorizontalPodAutoscaler]()},
+		PathValidateScale: {scales{j}, decodeWholeReview[autoscalingv1.Scale]()},
 	}
 	limits := opts.Limits
 	if limits == (Limits{}) {
@@ -63,9 +68,10 @@ func Handlers(opts Options) map[string]http.Handler {
 	slots := newReviewSlots(limits)
 	served := make(map[string]http.Handler, len(byPath))
 	for path, handler := range byPath {
-		served[path] = reviewHandler{hook: &admission.Webhook{Handler: handler}, slots: slots, log: opts.Log}
+		// The handlers log with their own logger: controller-runtime's
+		// per-request one would cost a dozen allocations per review.
+		hook := &admission.Webhook{Handler: handler.Handler, LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base }}
+		served[path] = reviewHandler{hook: hook, decode: handler.decode, slots: slots, log: opts.Log}
 	}
 	return served
 }
-
-func newStatefulSet() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }

@@ -1,0 +1,103 @@
+package webhook
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The parts of a workload the validating rules read, as decoded from a
+// review: what engine.TrimStatefulSet and TrimDeployment keep, which the
+// engine's tests prove decides every verdict. Decoding a whole StatefulSet
+// allocates for every probe, resource quantity, security context and
+// managed-fields entry, most of a review's cost; a key these types do not
+// name is skipped without allocating. A field declared here shadows the
+// embedded API type's, as in encoding/json. TestJudgedDecodeKeepsWhatRulesRead
+// fails when these types and the trimming disagree. The defaulting
+// handler, which reads managed fields, decodes whole objects.
+
+// judgedMeta is an object's metadata without its managed fields.
+type judgedMeta struct {
+	metav1.ObjectMeta
+	ManagedFields []struct{} `json:"managedFields"`
+}
+
+// judgedContainer is what the rules read of a container: its image, the
+// command and arguments that say where data goes, its environment and
+// its mounts, and whether an init container is a sidecar.
+type judgedContainer struct {
+	Name          string                         `json:"name"`
+	Image         string                         `json:"image"`
+	Command       []string                       `json:"command"`
+	Args          []string                       `json:"args"`
+	Env           []corev1.EnvVar                `json:"env"`
+	VolumeMounts  []corev1.VolumeMount           `json:"volumeMounts"`
+	RestartPolicy *corev1.ContainerRestartPolicy `json:"restartPolicy"`
+}
+
+// judgedPodTemplate is what the rules read of a Pod template.
+type judgedPodTemplate struct {
+	Metadata struct {
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Volumes        []corev1.Volume   `json:"volumes"`
+		InitContainers []judgedContainer `json:"initContainers"`
+		Containers     []judgedContainer `json:"containers"`
+	} `json:"spec"`
+}
+
+func (t *judgedPodTemplate) podTemplate() corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations},
+		Spec: corev1.PodSpec{
+			Volumes:        t.Spec.Volumes,
+			InitContainers: containers(t.Spec.InitContainers),
+			Containers:     containers(t.Spec.Containers),
+		},
+	}
+}
+
+func containers(judged []judgedContainer) []corev1.Container {
+	if judged == nil {
+		return nil
+	}
+	out := make([]corev1.Container, len(judged))
+	for i, c := range judged {
+		out[i] = corev1.Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env, VolumeMounts: c.VolumeMounts, RestartPolicy: c.RestartPolicy}
+	}
+	return out
+}
+
+// judgedStatefulSet decodes a StatefulSet for the validating rules.
+type judgedStatefulSet struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        judgedMeta `json:"metadata"`
+	Spec            struct {
+		appsv1.StatefulSetSpec
+		Template judgedPodTemplate `json:"template"`
+	} `json:"spec"`
+}
+
+func (j *judgedStatefulSet) object() *appsv1.StatefulSet {
+	sts := &appsv1.StatefulSet{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.StatefulSetSpec}
+	sts.Spec.Template = j.Spec.Template.podTemplate()
+	return sts
+}
+
+// judgedDeployment decodes a Deployment for the validating rules.
+type judgedDeployment struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        judgedMeta `json:"metadata"`
+	Spec            struct {
+		appsv1.DeploymentSpec
+		Template judgedPodTemplate `json:"template"`
+	} `json:"spec"`
+}
+
+func (j *judgedDeployment) object() *appsv1.Deployment {
+	dep := &appsv1.Deployment{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.DeploymentSpec}
+	dep.Spec.Template = j.Spec.Template.podTemplate()
+	return dep
+}
