@@ -244,8 +244,9 @@ func TestAuditWithTheChartsClusterRole(t *testing.T) {
 	}
 }
 
-// auditServer is a second stateguard server with the background audit on.
-type auditServer struct {
+// extraServer is a second stateguard server beside the harness's.
+type extraServer struct {
+	port       int
 	metricsURL string
 	log        string
 	pid        int
@@ -254,28 +255,34 @@ type auditServer struct {
 
 // startAuditServer starts a server that audits every interval, electing
 // its leader with a Lease in leaseNamespace, as the user of kubeconfig.
-func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string) *auditServer {
+func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string) *extraServer {
+	t.Helper()
+	return startServer(t, kubeconfig, "--leader-elect", "--namespace", leaseNamespace, "--audit-interval", interval, "--zap-log-level", "debug")
+}
+
+// startServer starts a server on the harness's serving certificate, as
+// the user of kubeconfig, with flags besides its ports.
+func startServer(t testing.TB, kubeconfig string, flags ...string) *extraServer {
 	t.Helper()
 	ports, err := freePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &auditServer{
+	s := &extraServer{
+		port:       ports[0],
 		metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1]),
-		log:        filepath.Join(t.TempDir(), "audit-server.log"),
+		log:        filepath.Join(t.TempDir(), "server.log"),
 	}
 	log, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, stateguardBin, "serve",
+	cmd := exec.CommandContext(ctx, stateguardBin, append([]string{"serve",
 		"--kubeconfig", kubeconfig, "--cert-dir", certDir,
 		"--port", fmt.Sprint(ports[0]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-secure=false",
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		"--leader-elect", "--namespace", leaseNamespace,
-		"--audit-interval", interval, "--zap-log-level", "debug")
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2])}, flags...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
@@ -299,7 +306,7 @@ func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string)
 }
 
 // waitFirstPass waits until the server's first audit pass has ended.
-func (s *auditServer) waitFirstPass(t testing.TB) {
+func (s *extraServer) waitFirstPass(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for metricSumAt(t, s.metricsURL, "stateguard_audit_last_run_timestamp_seconds") == 0 {
@@ -312,7 +319,7 @@ func (s *auditServer) waitFirstPass(t testing.TB) {
 }
 
 // waitPasses waits until n more audit passes have ended.
-func (s *auditServer) waitPasses(t testing.TB, n int) {
+func (s *extraServer) waitPasses(t testing.TB, n int) {
 	t.Helper()
 	last := metricSumAt(t, s.metricsURL, "stateguard_audit_last_run_timestamp_seconds")
 	for seen := 0; seen < n; {
