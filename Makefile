@@ -31,7 +31,7 @@ COREDNS_IMAGE := localhost/coredns:$(COREDNS_VERSION)
 CLUSTER_IMAGES := bin/stateguard-image.tar bin/images/pause.tar bin/images/coredns.tar bin/images/busybox.tar
 CLUSTER := bin/stateguard-cluster
 
-.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-audit check-examples tools chart-crds clean \
+.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-load bench-audit check-examples tools chart-crds clean \
 	cluster cluster-down cluster-tools cluster-packages cluster-images test-cluster
 
 all: lint test
@@ -146,6 +146,10 @@ bench-check: build
 ## bench-webhook: p50/p99 of StatefulSet creates on a real kube-apiserver under no admission, a CEL policy, a bare Go webhook and stateguard, alternated
 bench-webhook: tools
 	$(GO) test -run '^$$' -bench '^BenchmarkStatefulSetCreateLatency$$' -benchtime 1x -v ./test/integration/
+
+## bench-load: validating reviews straight to one server over TLS with keep-alive: the most it answers, then p50/p99 at 5,000/s
+bench-load: tools
+	$(GO) test -run '^$$' -bench '^BenchmarkReviewLoad$$' -benchtime 1x -v ./test/integration/
 
 ## bench-audit: wall time and peak memory of `stateguard audit -A` and of one background pass over 5,000 StatefulSets and 5,000 Deployments with their Services and claims
 bench-audit: tools

@@ -377,9 +377,12 @@ func celPolicy(namespaces *metav1.LabelSelector) (*admissionregistrationv1.Valid
 }
 
 // percentile is the p-th percentile (nearest rank) of ds.
-func percentile(ds []time.Duration, p int) time.Duration {
+func percentile(ds []time.Duration, p int) time.Duration { return percentileOf(ds, p, 100) }
+
+// percentileOf is the n/of-th quantile (nearest rank) of ds.
+func percentileOf(ds []time.Duration, n, of int) time.Duration {
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
-	rank := (p*len(sorted) + 99) / 100
+	rank := (n*len(sorted) + of - 1) / of
 	return sorted[max(rank-1, 0)]
 }
