@@ -115,10 +115,12 @@ func sorted[T metav1.Object](objs []T) []T {
 }
 
 // Slim drops what judging never reads and what makes objects large: managed
-// fields, and the last-applied annotation, a copy of the whole manifest.
+// fields, the last-applied annotation (a copy of the whole manifest), and
+// of the kinds the rules read, what engine.Trim drops.
 func Slim(obj metav1.Object) {
 	obj.SetManagedFields(nil)
 	if a := obj.GetAnnotations(); a != nil {
 		delete(a, engine.AnnotationLastAppliedConfiguration)
 	}
+	engine.Trim(obj)
 }

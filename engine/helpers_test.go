@@ -11,6 +11,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -43,9 +44,14 @@ var renderedPaths = cmp.Transformer("String", func(p *field.Path) string { retur
 // the rule tables run without caps.
 var ignoreIntended = cmp.Options{cmpopts.IgnoreFields(engine.Result{}, "Intended"), renderedPaths}
 
+// index is a lookup of trimmed copies of objs: the rules must read
+// nothing engine.Trim drops.
 func index(objs ...any) *lookup.Index {
 	x := lookup.NewIndex()
 	for _, o := range objs {
+		if c, ok := o.(interface{ DeepCopyObject() runtime.Object }); ok {
+			o = engine.Trim(c.DeepCopyObject())
+		}
 		x.Add(o)
 	}
 	return x

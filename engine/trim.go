@@ -2,18 +2,57 @@ package engine
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Trimming keeps of a workload what the rules read and drops the rest:
-// managed fields, status, and of the Pod template everything but its
-// labels and annotations, its volumes, and each container's name, image,
-// command, arguments, environment, mounts and restart policy. A trimmed
-// workload gets the verdict of the whole one (the engine's tests judge
-// both), so the server caches, and the webhook decodes, trimmed
-// workloads only: a probe, a resource quantity or a managed-fields entry
-// costs memory and decoding time and decides nothing.
+// Trimming keeps of an object what the rules read and drops the rest. Of
+// a workload: its metadata but managed fields, its spec but the Pod
+// template's, and of that its labels and annotations, its volumes, and
+// each container's name, image, command, arguments, environment, mounts
+// and restart policy. Of what the lookups return: names, labels, and the
+// fields the rules read (a Service's type, cluster IP and selector; a
+// claim's access modes and phase; an HPA's target and replica bounds; a
+// Namespace's annotations). A trimmed workload gets the verdict of the
+// whole one (the engine's tests judge both, with trimmed lookups), so
+// the server caches, and the webhook decodes, trimmed objects only: a
+// probe, a resource quantity or a managed-fields entry costs memory and
+// decoding time and decides nothing.
+
+// Trim trims obj in place when it is of a kind the rules read, and
+// returns it.
+func Trim(obj any) any {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		TrimStatefulSet(o)
+	case *appsv1.Deployment:
+		TrimDeployment(o)
+	case *corev1.Service:
+		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.Spec = corev1.ServiceSpec{Type: o.Spec.Type, ClusterIP: o.Spec.ClusterIP, Selector: o.Spec.Selector}
+		o.Status = corev1.ServiceStatus{}
+	case *corev1.PersistentVolumeClaim:
+		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.Spec = corev1.PersistentVolumeClaimSpec{AccessModes: o.Spec.AccessModes}
+		o.Status = corev1.PersistentVolumeClaimStatus{Phase: o.Status.Phase, AccessModes: o.Status.AccessModes}
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.Spec = autoscalingv2.HorizontalPodAutoscalerSpec{ScaleTargetRef: o.Spec.ScaleTargetRef, MinReplicas: o.Spec.MinReplicas, MaxReplicas: o.Spec.MaxReplicas}
+		o.Status = autoscalingv2.HorizontalPodAutoscalerStatus{}
+	case *corev1.Namespace:
+		annotations := o.Annotations
+		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.Annotations = annotations
+		o.Spec, o.Status = corev1.NamespaceSpec{}, corev1.NamespaceStatus{}
+	}
+	return obj
+}
+
+// trimmedMeta is what a lookup's object keeps of its metadata.
+func trimmedMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: m.Labels}
+}
 
 // TrimStatefulSet trims sts in place and returns it.
 func TrimStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {

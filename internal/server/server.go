@@ -256,8 +256,9 @@ func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 	}, nil
 }
 
-// SlimObject is the caches' transform: audit.Slim, which drops what no
-// lookup reads and what makes objects large.
+// SlimObject is the caches' transform: audit.Slim, which keeps of the
+// kinds the rules read only what they read, and drops what makes other
+// objects large.
 func SlimObject(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
 		audit.Slim(o)
