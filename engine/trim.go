@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"maps"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -29,29 +31,30 @@ func Trim(obj any) any {
 	case *appsv1.Deployment:
 		TrimDeployment(o)
 	case *corev1.Service:
-		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.ObjectMeta = nameOnly(o.ObjectMeta)
 		o.Spec = corev1.ServiceSpec{Type: o.Spec.Type, ClusterIP: o.Spec.ClusterIP, Selector: o.Spec.Selector}
 		o.Status = corev1.ServiceStatus{}
 	case *corev1.PersistentVolumeClaim:
-		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.ObjectMeta = nameOnly(o.ObjectMeta)
 		o.Spec = corev1.PersistentVolumeClaimSpec{AccessModes: o.Spec.AccessModes}
 		o.Status = corev1.PersistentVolumeClaimStatus{Phase: o.Status.Phase, AccessModes: o.Status.AccessModes}
 	case *autoscalingv2.HorizontalPodAutoscaler:
-		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
+		o.ObjectMeta = nameOnly(o.ObjectMeta)
 		o.Spec = autoscalingv2.HorizontalPodAutoscalerSpec{ScaleTargetRef: o.Spec.ScaleTargetRef, MinReplicas: o.Spec.MinReplicas, MaxReplicas: o.Spec.MaxReplicas}
 		o.Status = autoscalingv2.HorizontalPodAutoscalerStatus{}
 	case *corev1.Namespace:
-		annotations := o.Annotations
-		o.ObjectMeta = trimmedMeta(o.ObjectMeta)
-		o.Annotations = annotations
+		labels, annotations := o.Labels, o.Annotations
+		o.ObjectMeta = nameOnly(o.ObjectMeta)
+		o.Labels, o.Annotations = labels, annotations
 		o.Spec, o.Status = corev1.NamespaceSpec{}, corev1.NamespaceStatus{}
 	}
 	return obj
 }
 
-// trimmedMeta is what a lookup's object keeps of its metadata.
-func trimmedMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: m.Labels}
+// nameOnly is what a looked-up object keeps of its metadata: lookups go
+// by name, and labels are most of a small object's memory.
+func nameOnly(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
 }
 
 // TrimStatefulSet trims sts in place and returns it.
@@ -59,6 +62,7 @@ func TrimStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 	sts.ManagedFields = nil
 	sts.Status = appsv1.StatefulSetStatus{}
 	TrimPodTemplate(&sts.Spec.Template)
+	sts.Spec.Template.Labels = sameLabels(sts.Labels, sts.Spec.Template.Labels)
 	return sts
 }
 
@@ -67,10 +71,21 @@ func TrimDeployment(dep *appsv1.Deployment) *appsv1.Deployment {
 	dep.ManagedFields = nil
 	dep.Status = appsv1.DeploymentStatus{}
 	TrimPodTemplate(&dep.Spec.Template)
+	dep.Spec.Template.Labels = sameLabels(dep.Labels, dep.Spec.Template.Labels)
 	return dep
 }
 
-// TrimPodTemplate trims a Pod template in place.
+// sameLabels is template, or workload when it holds the same labels: a
+// cached object is never written, and a copy of it copies both maps.
+func sameLabels(workload, template map[string]string) map[string]string {
+	if len(workload) > 0 && maps.Equal(workload, template) {
+		return workload
+	}
+	return template
+}
+
+// TrimPodTemplate trims a Pod template in place. Its labels are most
+// often the workload's: those of a trimmed workload share one map.
 func TrimPodTemplate(t *corev1.PodTemplateSpec) {
 	t.ObjectMeta = metav1.ObjectMeta{Labels: t.Labels, Annotations: t.Annotations}
 	t.Spec = corev1.PodSpec{
