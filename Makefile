@@ -151,9 +151,14 @@ bench-webhook: tools
 bench-load: tools
 	$(GO) test -run '^$$' -bench '^BenchmarkReviewLoad$$' -benchtime 1x -v ./test/integration/
 
-## bench-audit: wall time and peak memory of `stateguard audit -A` and of one background pass over 5,000 StatefulSets and 5,000 Deployments with their Services and claims
+## bench-audit: `stateguard audit -A` and a server's background pass and memory, over WORKLOADS workloads (and SERVICES Services and CLAIMS claims of their own), at a tenth of them and at all; BASELINE=path measures another binary alongside
+WORKLOADS ?= 10000
+SERVICES ?= 0
+CLAIMS ?= 0
+BASELINE ?=
 bench-audit: tools
-	$(GO) test -run '^$$' -bench '^BenchmarkAuditScale$$' -benchtime 1x -timeout 30m -v ./test/integration/
+	$(GO) test -run '^$$' -bench '^BenchmarkAuditScale$$' -benchtime 1x -timeout 60m -v ./test/integration/ \
+		-args -workloads $(WORKLOADS) -services $(SERVICES) -claims $(CLAIMS) -baseline "$(BASELINE)"
 
 ## chart-crds: copy the PolicyReport CRD the chart can install from the kyverno module in go.mod (chart_test.go checks the copy)
 # The module cache is read-only, and so would the copy be: chmod.

@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"cmp"
 	"context"
+	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -17,50 +20,80 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
 
-// BenchmarkAuditScale audits 5,000 StatefulSets with their headless
-// Services and 5,000 Deployments with their claims, spread over 20
-// namespaces, 100 of the StatefulSets without their Service: the CLI
-// (`stateguard audit -A -o json`) and one background pass of a server,
-// each five times, with wall time and peak memory. Run it once: make bench-audit.
+// The populations of BenchmarkAuditScale: -workloads (half StatefulSets
+// with their headless Services, half Deployments with their claims), and
+// -services and -claims of their own. make bench-audit passes them.
+var (
+	benchWorkloads = flag.Int("workloads", 10000, "BenchmarkAuditScale: workloads, half StatefulSets with their Services, half Deployments with their claims")
+	benchServices  = flag.Int("services", 0, "BenchmarkAuditScale: Services besides the workloads'")
+	benchClaims    = flag.Int("claims", 0, "BenchmarkAuditScale: claims besides the workloads'")
+	// A stateguard binary to measure beside the one under test, say of an
+	// earlier commit: its figures are reported next to them.
+	benchBaseline = flag.String("baseline", "", "BenchmarkAuditScale: another stateguard binary, measured alternately with the one under test")
+)
+
+// BenchmarkAuditScale seeds a tenth of the population, measures, seeds the
+// rest and measures again: `stateguard audit -A -o json` (wall time, peak
+// memory) and a server's first background pass (its duration, and the
+// server's peak memory with every object in its caches), three times
+// each, medians reported. The two stages give how memory grows per 10,000
+// objects. The objects are shaped as charts make them (labels, probes,
+// resources, security contexts); 100 StatefulSets lack their Service.
+// Run it once: make bench-audit.
 func BenchmarkAuditScale(b *testing.B) {
-	const namespaces, perNamespace, violating = 20, 250, 100
-	dry := seedAuditScale(b, namespaces, perNamespace, violating)
+	const perNamespace, violating, runs = 500, 100, 3
+	binaries := map[string]string{"": stateguardBin}
+	if *benchBaseline != "" {
+		binaries["baseline "] = *benchBaseline
+	}
+	seeder := newAuditSeeder(b)
+	dry := seeder.violating(violating)
+	seeded := violating
+	for stage, share := range []float64{0.1, 1} {
+		before := seeded
+		seeded += seeder.seed(int(share*float64(*benchWorkloads)), int(share*float64(*benchServices)), int(share*float64(*benchClaims)), perNamespace)
+		b.Logf("stage %d: %d objects (%d new, created in %s)", stage+1, seeded, seeded-before, seeder.took.Round(time.Second))
+		for _, name := range slices.Sorted(maps.Keys(binaries)) {
+			bin := binaries[name]
+			var cliTimes, cliRSS, passTimes, serverRSS []float64
+			for range runs {
+				start := time.Now()
+				cmd := exec.Command(bin, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
+				out, err := cmd.Output()
+				if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
+					b.Fatalf("audit: %v", err)
+				}
+				cliTimes = append(cliTimes, time.Since(start).Seconds())
+				cliRSS = append(cliRSS, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
+				if got := strings.Count(string(out), `"rule": "statefulset-headless-service"`); got < violating {
+					b.Fatalf("the audit found %d StatefulSets without their Service, want at least %d", got, violating)
+				}
 
-	var cliTimes, cliRSS, passTimes, serverRSS []float64
-	for range 5 {
-		start := time.Now()
-		cmd := exec.Command(stateguardBin, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
-		out, err := cmd.Output()
-		if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
-			b.Fatalf("audit: %v", err)
-		}
-		cliTimes = append(cliTimes, time.Since(start).Seconds())
-		cliRSS = append(cliRSS, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
-		if got := strings.Count(string(out), `"rule": "statefulset-headless-service"`); got < violating {
-			b.Fatalf("the audit found %d StatefulSets without their Service, want at least %d", got, violating)
-		}
-
-		// A server audits once an hour: its first pass is the one measured.
-		server := startAuditServer(b, kubeconfig, "default", "1h")
-		server.waitFirstPass(b)
-		passTimes = append(passTimes, metricSumAt(b, server.metricsURL, "stateguard_audit_last_run_duration_seconds"))
-		serverRSS = append(serverRSS, peakRSS(b, server.pid))
-		server.stop()
-		if events := violationEvents(b, dry, ""); len(events) != violating {
-			out, _ := os.ReadFile(server.log)
-			b.Fatalf("%d PolicyViolation Events in %s, want %d; log:\n%s", len(events), dry, violating, lastLines(out, 30))
+				// A server audits once an hour: its first pass is the one measured.
+				server := startServerBinary(b, bin, kubeconfig, "--leader-elect", "--namespace", "default", "--audit-interval", "1h")
+				server.waitFirstPass(b)
+				passTimes = append(passTimes, metricSumAt(b, server.metricsURL, "stateguard_audit_last_run_duration_seconds"))
+				serverRSS = append(serverRSS, peakRSS(b, server.pid))
+				server.stop()
+				if events := violationEvents(b, dry, ""); len(events) != violating {
+					out, _ := os.ReadFile(server.log)
+					b.Fatalf("%d PolicyViolation Events in %s, want %d; log:\n%s", len(events), dry, violating, lastLines(out, 30))
+				}
+			}
+			unit := fmt.Sprintf("%s%dk", strings.ReplaceAll(name, " ", "-"), seeded/1000)
+			b.ReportMetric(median(cliTimes), "cli-s-"+unit)
+			b.ReportMetric(median(cliRSS), "cli-MiB-"+unit)
+			b.ReportMetric(median(passTimes), "pass-s-"+unit)
+			b.ReportMetric(median(serverRSS), "server-MiB-"+unit)
+			b.Logf("%s%d objects: CLI audit wall %.2f s, peak RSS %.0f MiB; background pass %.2f s, server peak RSS (caches included) %.0f MiB (medians of %v, %v, %v, %v)",
+				name, seeded, median(cliTimes), median(cliRSS), median(passTimes), median(serverRSS), cliTimes, cliRSS, passTimes, serverRSS)
 		}
 	}
-	b.ReportMetric(median(cliTimes), "cli-s")
-	b.ReportMetric(median(cliRSS), "cli-peak-MiB")
-	b.ReportMetric(median(passTimes), "pass-s")
-	b.ReportMetric(median(serverRSS), "server-peak-MiB")
-	b.Logf("CLI audit: wall %v s, peak RSS %v MiB", cliTimes, cliRSS)
-	b.Logf("background pass: %v s; server peak RSS (caches included) %v MiB", passTimes, serverRSS)
 }
 
 func median(xs []float64) float64 {
@@ -88,20 +121,102 @@ func peakRSS(tb testing.TB, pid int) float64 {
 	return 0
 }
 
-// seedAuditScale creates the benchmark's objects, 16 writers at once. The
-// violating StatefulSets go to a namespace in dryrun, where the webhook
-// admits them.
-func seedAuditScale(b *testing.B, namespaces, perNamespace, violating int) (dryNamespace string) {
-	ctx := context.Background()
+// auditSeeder creates the benchmark's objects, 16 writers at once.
+type auditSeeder struct {
+	b    *testing.B
+	cs   *kubernetes.Clientset
+	next int           // the next object's number
+	took time.Duration // the last seed's
+	ns   string        // the namespace being filled, and how full
+	inNS int
+}
+
+func newAuditSeeder(b *testing.B) *auditSeeder {
 	config := *restConfig
-	config.QPS, config.Burst = 500, 1000
+	config.QPS, config.Burst = 1000, 2000
 	cs, err := kubernetes.NewForConfig(&config)
 	if err != nil {
 		b.Fatal(err)
 	}
+	return &auditSeeder{b: b, cs: cs}
+}
+
+// violating creates StatefulSets without their Service in a namespace in
+// dryrun, where the webhook admits them, and returns the namespace.
+func (s *auditSeeder) violating(n int) string {
+	dry := namespace(s.b, nil, map[string]string{"stateguard.io/enforcement": "dryrun"})
+	s.run(func(jobs chan<- func() error) {
+		for i := range n {
+			jobs <- func() error {
+				_, err := s.cs.AppsV1().StatefulSets(dry).Create(context.Background(), benchStatefulSet(fmt.Sprintf("orphan-%d", i)), metav1.CreateOptions{})
+				return err
+			}
+		}
+	})
+	return dry
+}
+
+// seed creates workloads (with their Services and claims), services and
+// claims, perNamespace objects to a namespace, and returns how many.
+func (s *auditSeeder) seed(workloads, services, claims, perNamespace int) int {
+	ctx := context.Background()
+	created := 0
+	s.run(func(jobs chan<- func() error) {
+		namespaced := func(count int) string {
+			if s.ns == "" || s.inNS+count > perNamespace {
+				s.ns, s.inNS = namespace(s.b, nil, nil), 0
+			}
+			s.inNS += count
+			created += count
+			s.next++
+			return s.ns
+		}
+		for i := range workloads {
+			ns := namespaced(2)
+			name := fmt.Sprintf("app-%d", s.next)
+			if i%2 == 0 {
+				jobs <- func() error {
+					if _, err := s.cs.CoreV1().Services(ns).Create(ctx, benchService(name), metav1.CreateOptions{}); err != nil {
+						return err
+					}
+					_, err := s.cs.AppsV1().StatefulSets(ns).Create(ctx, benchStatefulSet(name), metav1.CreateOptions{})
+					return err
+				}
+				continue
+			}
+			jobs <- func() error {
+				if _, err := s.cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, benchClaim(name), metav1.CreateOptions{}); err != nil {
+					return err
+				}
+				_, err := s.cs.AppsV1().Deployments(ns).Create(ctx, benchDeployment(name), metav1.CreateOptions{})
+				return err
+			}
+		}
+		for range services {
+			ns := namespaced(1)
+			svc := benchService(fmt.Sprintf("svc-%d", s.next))
+			jobs <- func() error {
+				_, err := s.cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+				return err
+			}
+		}
+		for range claims {
+			ns := namespaced(1)
+			claim := benchClaim(fmt.Sprintf("claim-%d", s.next))
+			jobs <- func() error {
+				_, err := s.cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim, metav1.CreateOptions{})
+				return err
+			}
+		}
+	})
+	return created
+}
+
+// run runs the jobs that fill sends, 16 at once, and fails the benchmark
+// on the first error.
+func (s *auditSeeder) run(fill func(jobs chan<- func() error)) {
 	start := time.Now()
-	type job func() error
-	jobs := make(chan job)
+	jobs := make(chan func() error)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -110,72 +225,87 @@ func seedAuditScale(b *testing.B, namespaces, perNamespace, violating int) (dryN
 			for j := range jobs {
 				if err := j(); err != nil {
 					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
+					firstErr = cmp.Or(firstErr, err)
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	for n := range namespaces {
-		ns := namespace(b, nil, nil)
-		for i := range perNamespace {
-			db, web := fmt.Sprintf("db-%d-%d", n, i), fmt.Sprintf("web-%d-%d", n, i)
-			jobs <- func() error {
-				if _, err := cs.CoreV1().Services(ns).Create(ctx, benchService(db), metav1.CreateOptions{}); err != nil {
-					return err
-				}
-				_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, benchStatefulSet(db), metav1.CreateOptions{})
-				return err
-			}
-			jobs <- func() error {
-				if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, benchClaim(web), metav1.CreateOptions{}); err != nil {
-					return err
-				}
-				_, err := cs.AppsV1().Deployments(ns).Create(ctx, benchDeployment(web), metav1.CreateOptions{})
-				return err
-			}
-		}
-	}
-	dry := namespace(b, nil, map[string]string{"stateguard.io/enforcement": "dryrun"})
-	for i := range violating {
-		jobs <- func() error {
-			_, err := cs.AppsV1().StatefulSets(dry).Create(ctx, benchStatefulSet(fmt.Sprintf("orphan-%d", i)), metav1.CreateOptions{})
-			return err
-		}
-	}
+	fill(jobs)
 	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
-		b.Fatal(firstErr)
+		s.b.Fatal(firstErr)
 	}
-	b.Logf("created %d objects in %s", namespaces*perNamespace*4+violating, time.Since(start).Round(time.Second))
-	return dry
+	s.took = time.Since(start)
+}
+
+// chartLabels are the labels a Helm chart gives its objects.
+func chartLabels(name string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name, "app.kubernetes.io/component": "primary",
+		"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/version": "17.2.0", "helm.sh/chart": "postgresql-16.4.2",
+	}
+}
+
+// chartContainer is a container as charts write them: probes, resources,
+// a security context, ports and environment.
+func chartContainer(name, image, port string, mounts ...corev1.VolumeMount) corev1.Container {
+	probe := &corev1.Probe{
+		ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "exec pg_isready -U postgres -h 127.0.0.1 -p " + port}}},
+		InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 6,
+	}
+	return corev1.Container{
+		Name: name, Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+		Ports: []corev1.ContainerPort{{Name: "tcp", ContainerPort: 5432, Protocol: corev1.ProtocolTCP}},
+		Env: []corev1.EnvVar{
+			{Name: "BITNAMI_DEBUG", Value: "false"}, {Name: "PORT_NUMBER", Value: port},
+			{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "password"}}},
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+		},
+		LivenessProbe: probe, ReadinessProbe: probe,
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true), RunAsNonRoot: ptr.To(true),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts: mounts,
+	}
 }
 
 func benchService(name string) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Port: 5432}}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: chartLabels(name)},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone, PublishNotReadyAddresses: true, Selector: benchSelector(name),
+			Ports: []corev1.ServicePort{{Name: "tcp-postgresql", Port: 5432, TargetPort: intstr.FromString("tcp")}},
+		},
 	}
 }
 
+// benchSelector selects a bench workload's Pods.
+func benchSelector(name string) map[string]string {
+	return map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+}
+
+// benchStatefulSet is a compliant database: its data directory on a claim
+// template, its serviceName its headless Service's.
 func benchStatefulSet(name string) *appsv1.StatefulSet {
-	labels := map[string]string{"app": name}
 	return &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: chartLabels(name)},
 		Spec: appsv1.StatefulSetSpec{
 			ServiceName: name,
 			Replicas:    ptr.To[int32](3),
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Selector:    &metav1.LabelSelector{MatchLabels: benchSelector(name)},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "postgres", Image: "postgres:17",
-					Env:          []corev1.EnvVar{{Name: "PGDATA", Value: "/var/lib/postgresql/data/pgdata"}},
-					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/postgresql/data"}},
-				}}},
+				ObjectMeta: metav1.ObjectMeta{Labels: chartLabels(name)},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr.To[int64](1001), RunAsUser: ptr.To[int64](1001)},
+					Containers: []corev1.Container{chartContainer("postgresql", "postgres:17", "5432",
+						corev1.VolumeMount{Name: "data", MountPath: "/var/lib/postgresql/data"})},
+				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
 				ObjectMeta: metav1.ObjectMeta{Name: "data"},
@@ -190,27 +320,27 @@ func benchStatefulSet(name string) *appsv1.StatefulSet {
 
 func benchClaim(name string) *corev1.PersistentVolumeClaim {
 	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: chartLabels(name)},
 		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To("standard"),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
 	}
 }
 
 // benchDeployment runs one replica over its claim, replaced with Recreate: compliant.
 func benchDeployment(name string) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: chartLabels(name)},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Selector: &metav1.LabelSelector{MatchLabels: benchSelector(name)},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: chartLabels(name)},
 				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27", VolumeMounts: []corev1.VolumeMount{{Name: "uploads", MountPath: "/uploads"}}}},
+					Containers: []corev1.Container{chartContainer("web", "nginx:1.27", "8080", corev1.VolumeMount{Name: "uploads", MountPath: "/uploads"})},
 					Volumes:    []corev1.Volume{{Name: "uploads", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}}},
 				},
 			},

@@ -264,6 +264,12 @@ func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string)
 // the user of kubeconfig, with flags besides its ports.
 func startServer(t testing.TB, kubeconfig string, flags ...string) *extraServer {
 	t.Helper()
+	return startServerBinary(t, stateguardBin, kubeconfig, flags...)
+}
+
+// startServerBinary is startServer with another stateguard binary.
+func startServerBinary(t testing.TB, binary, kubeconfig string, flags ...string) *extraServer {
+	t.Helper()
 	ports, err := freePorts(3)
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +284,7 @@ func startServer(t testing.TB, kubeconfig string, flags ...string) *extraServer 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, stateguardBin, append([]string{"serve",
+	cmd := exec.CommandContext(ctx, binary, append([]string{"serve",
 		"--kubeconfig", kubeconfig, "--cert-dir", certDir,
 		"--port", fmt.Sprint(ports[0]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-secure=false",
