@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/stateguard/stateguard/batch"
+	"github.com/stateguard/stateguard/engine"
 )
 
 // StdinName is how standard input is named in sources.
@@ -112,6 +113,7 @@ func (r *reader) decode(defaultNamespace string) *Input {
 					err = fileLines(err, doc.line)
 				}
 				out[i] = decoded{objs, err}
+				r.docs[i].text = nil // a file is freed once its documents are decoded
 			}
 		})
 	}
@@ -322,6 +324,8 @@ func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (batch.Obje
 	if _, clusterScoped := typed.(*corev1.Namespace); !clusterScoped && typed.GetNamespace() == "" {
 		typed.SetNamespace(defaultNamespace)
 	}
+	// Every object is held until all are judged: only what the rules read.
+	engine.Trim(typed)
 	return batch.Object{Kind: tm.Kind, Typed: typed}, nil
 }
 
