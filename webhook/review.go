@@ -45,9 +45,10 @@ type Limits struct {
 	InFlight, InFlightLarge int
 }
 
-// DefaultLimits suit a replica with a 256 MiB memory limit: 64 ordinary
-// reviews, 4 large bodies (28 MiB at most), and bodies that arrive within
-// 10 s, twice the longest timeout the chart lets the API server wait.
+// DefaultLimits bound the bodies a replica holds to under 100 MiB: 64
+// ordinary reviews (up to 1 MiB each), 4 large bodies (28 MiB at most),
+// and bodies that arrive within 10 s, twice the longest timeout the chart
+// lets the API server wait.
 var DefaultLimits = Limits{ReadTimeout: 10 * time.Second, InFlight: 64, InFlightLarge: 4}
 
 // reviewSlots count the reviews in flight of one replica, across handlers.
