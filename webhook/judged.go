@@ -14,7 +14,7 @@ import (
 // name is skipped without allocating. A field declared here shadows the
 // embedded API type's, as in encoding/json. TestJudgedDecodeKeepsWhatRulesRead
 // fails when these types and the trimming disagree. The defaulting
-// handler, which reads managed fields, decodes whole objects.
+// handler decodes its own part of a StatefulSet (defaultedStatefulSet).
 
 // judgedMeta is an object's metadata without its managed fields.
 type judgedMeta struct {
@@ -100,4 +100,23 @@ func (j *judgedDeployment) object() *appsv1.Deployment {
 	dep := &appsv1.Deployment{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.DeploymentSpec}
 	dep.Spec.Template = j.Spec.Template.podTemplate()
 	return dep
+}
+
+// defaultedStatefulSet decodes a StatefulSet for the defaulting, which
+// reads the fields it defaults, and what shows the user chose them: the
+// metadata whole (the last-applied annotation, managed fields). Of the
+// spec the templates are skipped, the costly part; the rest is decoded,
+// so that a review whose object is not a StatefulSet is still refused.
+type defaultedStatefulSet struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		appsv1.StatefulSetSpec
+		Template             struct{}   `json:"template"`
+		VolumeClaimTemplates []struct{} `json:"volumeClaimTemplates"`
+	} `json:"spec"`
+}
+
+func (d *defaultedStatefulSet) object() *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{TypeMeta: d.TypeMeta, ObjectMeta: d.Metadata, Spec: d.Spec.StatefulSetSpec}
 }

@@ -55,7 +55,7 @@ func Handlers(opts Options) map[string]http.Handler {
 	}
 	byPath := map[string]handler{
 		PathValidateStatefulSet: {validating[*appsv1.StatefulSet]{j, "StatefulSet", (*engine.Engine).StatefulSet}, decodeReviewOf((*judgedStatefulSet).object)},
-		PathMutateStatefulSet:   {defaulting{j}, decodeWholeReview[appsv1.StatefulSet]()},
+		PathMutateStatefulSet:   {defaulting{j}, decodeReviewOf((*defaultedStatefulSet).object)},
 		PathValidateDeployment:  {validating[*appsv1.Deployment]{j, "Deployment", (*engine.Engine).Deployment}, decodeReviewOf((*judgedDeployment).object)},
 		PathValidateHPA: {validating[*autoscalingv2.HorizontalPodAutoscaler]{j, "HorizontalPodAutoscaler", (*engine.Engine).HorizontalPodAutoscaler},
 			decodeWholeReview[autoscalingv2.HorizontalPodAutoscaler]()},
