@@ -57,6 +57,9 @@ type Rule struct {
 	Kinds []string
 	// Options are the rule's settings in the configuration file besides action.
 	Options []string
+	// Summary says in one sentence what the rule refuses; Help how to
+	// comply. Reports that list rules (SARIF) print them.
+	Summary, Help string
 
 	// The following judge an object; a rule of two kinds has both.
 	// statefulSet judges a StatefulSet; update says it replaces a stored
@@ -73,33 +76,47 @@ type Rule struct {
 var Rules = []Rule{
 	{
 		ID: RuleHeadlessService, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		Summary:     "A StatefulSet needs a headless Service that selects its Pods, or its Pods get no stable DNS names.",
+		Help:        "Set spec.serviceName to a Service with clusterIP: None in the same namespace whose selector matches spec.template.metadata.labels.",
 		statefulSet: headlessService,
 	},
 	{
 		ID: RuleEmptyDirData, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		Summary:     "A StatefulSet keeps data on an emptyDir or ephemeral volume, which is lost when its Pod is deleted.",
+		Help:        "Move the volume to spec.volumeClaimTemplates; if it only holds scratch data, name it in the annotation stateguard.io/scratch-volumes.",
 		Options:     []string{"scratchPaths", "dataPaths", "dataVolumeNames"},
 		statefulSet: (*Engine).emptyDirData,
 	},
 	{
 		ID: RuleStatefulSetSharedClaim, DefaultAction: ActionDeny, Kinds: []string{"StatefulSet"},
+		Summary:     "Every replica of a StatefulSet mounts the same single-writer PersistentVolumeClaim.",
+		Help:        "Give each replica its own claim from spec.volumeClaimTemplates, or run one replica.",
 		statefulSet: statefulSetSharedClaims,
 	},
 	{
 		ID: RuleSharedRWOPVC, DefaultAction: ActionDeny, Kinds: []string{"Deployment", "Scale", "HorizontalPodAutoscaler"},
+		Summary:    "A Deployment that may run more than one replica mounts a single-writer (ReadWriteOnce) PersistentVolumeClaim.",
+		Help:       "Run one replica (and cap HPAs at 1), use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates.",
 		deployment: sharedClaims, onRescale: true,
 	},
 	{
 		ID: RuleRWORollingUpdate, DefaultAction: ActionWarn, Kinds: []string{"Deployment"},
+		Summary:    "A rolling update of a Deployment over a single-writer claim stalls: the new Pod waits for the volume the old one holds.",
+		Help:       "Set strategy: {type: Recreate}, or rollingUpdate: {maxSurge: 0, maxUnavailable: 1}.",
 		deployment: rollingUpdate,
 	},
 	{
 		// Judged with the options of statefulset-emptydir-data.
 		ID: RuleDeploymentEmptyDirData, DefaultAction: ActionWarn, Kinds: []string{"Deployment"},
+		Summary:    "A Deployment keeps data on an emptyDir or ephemeral volume, lost at every rollout, eviction or node drain.",
+		Help:       "Mount a PersistentVolumeClaim there, or run the workload as a StatefulSet with volumeClaimTemplates; name scratch volumes in stateguard.io/scratch-volumes.",
 		deployment: deploymentEmptyDirData,
 	},
 	{
 		// Two rules, one ID: a StatefulSet's and a Deployment's containers.
 		ID: RuleDataDirUnmounted, DefaultAction: ActionWarn, Kinds: []string{"StatefulSet", "Deployment"},
+		Summary: "A container of a well-known stateful image has no volume at its data directory, so its data lives in the container's writable layer.",
+		Help:    "Mount a persistent volume at the data directory the message names.",
 		statefulSet: func(e *Engine, _ context.Context, sts *appsv1.StatefulSet, _ bool, _ Lookup) ([]violation, error) {
 			return e.dataDirectoryUnmounted("StatefulSet", &sts.Spec.Template.Spec), nil
 		},
