@@ -45,7 +45,7 @@ func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts 
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	if err := rep.Write(stdout, opts.Output); err != nil {
+	if err := rep.Write(stdout, opts.Output, report.WriteOptions{}); err != nil {
 		fmt.Fprintf(stderr, "stateguard audit: writing output: %v\n", err)
 		return report.ExitInvalid
 	}

@@ -22,7 +22,10 @@ type Object struct {
 	// Source is where the object was read: FILE#INDEX for check, the
 	// object's API path for audit.
 	Source string
-	Kind   string
+	// Line is the line of its file where the object's document starts
+	// (check); 0 where there is none (audit).
+	Line int
+	Kind string
 	// Typed is a pointer to the typed object for the kinds stateguard
 	// judges or looks up, nil for every other kind.
 	Typed metav1.Object
@@ -57,7 +60,8 @@ func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Repo
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %s %s/%s: %w", o.Source, o.Kind, o.Typed.GetNamespace(), o.Typed.GetName(), err)
 		}
-		rep.Add(o.Source, v.Results)
+		rep.Judged = append(rep.Judged, report.Subject{Kind: o.Kind, Namespace: o.Typed.GetNamespace(), Name: o.Typed.GetName(), Source: o.Source, Line: o.Line})
+		rep.Add(o.Source, o.Line, v.Results)
 		for _, w := range v.Warnings {
 			warnings = append(warnings, fmt.Sprintf("%s: %s %s/%s: %s", o.Source, o.Kind, o.Typed.GetNamespace(), o.Typed.GetName(), w))
 		}

@@ -25,7 +25,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(fmt.Sprintf("objects=%d", objects), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				code := Run(context.Background(), eng, Options{Paths: []string{"-"}, Namespace: "default", Output: "json"},
+				code := Run(context.Background(), eng, Options{Paths: []string{"-"}, Read: ReadOptions{Namespace: "default"}, Output: "json"},
 					bytes.NewReader(input.Bytes()), io.Discard, io.Discard)
 				if code != 0 {
 					b.Fatalf("exit status %d on a compliant input", code)

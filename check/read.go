@@ -1,7 +1,8 @@
 package check
 
 import (
-	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -31,6 +32,9 @@ import (
 // StdinName is how standard input is named in sources.
 const StdinName = "stdin"
 
+// DefaultMaxFileSize is the default of --max-file-size.
+const DefaultMaxFileSize = 256 << 20
+
 // InputError is an input that could not be read or a document that could
 // not be decoded. Source names the file, and the document where there is one.
 type InputError struct {
@@ -40,129 +44,338 @@ type InputError struct {
 
 func (e *InputError) Error() string { return e.Source + ": " + e.Err.Error() }
 
-// Input is what the reader collected: every readable object and one error
-// per unreadable file or document. A bad document never hides the others.
+// Input is what the reader collected: every Kubernetes object, one error
+// per unreadable file or document (a bad document never hides the others),
+// and a note per input skipped as not Kubernetes manifests.
 type Input struct {
 	Objects []batch.Object
 	Errors  []*InputError
+	Notes   []string
 }
 
-// ReadPaths reads files, directories (recursively: *.yaml, *.yml, *.json)
-// and "-" (stdin), in the order given. Objects without a namespace get
-// defaultNamespace. Documents are decoded in parallel; the order of the
-// objects and errors is the order of the input.
-func ReadPaths(paths []string, stdin io.Reader, defaultNamespace string) *Input {
-	r := &reader{}
+// ReadOptions say how inputs are read.
+type ReadOptions struct {
+	// Namespace is given to objects that name none.
+	Namespace string
+	// Strict makes files that hold no Kubernetes objects errors, not notes.
+	Strict bool
+	// MaxFileSize bounds each file, standard input and rendered output.
+	MaxFileSize int64
+	// Chart renders the Helm charts among the inputs.
+	Chart ChartOptions
+}
+
+// Read reads the inputs in the order given: files, directories (walked in
+// lexical order; Helm charts and kustomizations in them are rendered), "-"
+// (standard input), and kustomizations (-k). Documents are decoded in
+// parallel while the next ones are read, and each is dropped once decoded,
+// so memory follows the objects that are kept (trimmed to what the rules
+// read), not the size of the input. The order of objects and errors is the
+// order of the input. Read stops early when ctx ends.
+func Read(ctx context.Context, paths, kustomizations []string, stdin io.Reader, opts ReadOptions) *Input {
+	r := newReader(ctx, opts)
 	for _, p := range paths {
 		if p == "-" {
-			data, err := io.ReadAll(stdin)
-			r.add(StdinName, data, err)
+			r.stream(StdinName, stdin)
 			continue
 		}
-		files, err := expand(p)
-		if err != nil {
-			r.fail(p, err)
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(f)
-			r.add(f, data, err)
-		}
+		r.path(p)
 	}
-	return r.decode(defaultNamespace)
+	for _, k := range kustomizations {
+		r.kustomization(k)
+	}
+	return r.finish()
 }
 
-// reader splits the inputs into documents, remembering per document its
-// source, or the error that stands in its place.
+// reader reads inputs on the caller's goroutine and decodes their documents
+// on workers.
 type reader struct {
-	docs []document
+	ctx  context.Context
+	opts ReadOptions
+
+	docs    chan document
+	seq     int // documents handed to the workers so far
+	workers sync.WaitGroup
+
+	mu      sync.Mutex
+	decoded []decodedDocument
+	inputs  []*inputState
 }
 
-func (r *reader) fail(source string, err error) {
-	r.docs = append(r.docs, document{source: source, err: unwrapPathError(err)})
+// inputState is one file, standard input or rendered template, with what
+// stands for it when it is not read: an error or a note.
+type inputState struct {
+	name string
+	err  error
+	note string
 }
 
-func (r *reader) add(name string, data []byte, err error) {
-	if err != nil {
-		r.fail(name, err)
-		return
-	}
-	for i, doc := range splitDocuments(data) {
-		doc.source = name + "#" + strconv.Itoa(i)
-		r.docs = append(r.docs, doc)
-	}
+type document struct {
+	seq    int
+	input  int // index into reader.inputs
+	source string
+	text   []byte
+	line   int
 }
 
-func (r *reader) decode(defaultNamespace string) *Input {
-	type decoded struct {
-		objs []batch.Object
-		err  error
+type decodedDocument struct {
+	document
+	objs []batch.Object
+	err  error
+	// notObject says the document is no Kubernetes object at all (no
+	// apiVersion and kind): a file of nothing else is not a manifest.
+	notObject bool
+}
+
+func newReader(ctx context.Context, opts ReadOptions) *reader {
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
 	}
-	out := make([]decoded, len(r.docs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	r := &reader{ctx: ctx, opts: opts, docs: make(chan document, 2*runtime.GOMAXPROCS(0))}
 	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(r.docs); i = int(next.Add(1)) - 1 {
-				doc := r.docs[i]
-				if doc.err != nil {
-					out[i].err = doc.err
-					continue
+		r.workers.Go(func() {
+			for doc := range r.docs {
+				d := decodedDocument{document: doc}
+				d.objs, d.err = decodeDocument(doc.text, opts.Namespace)
+				d.notObject = errors.Is(d.err, errNotObject)
+				if d.err != nil {
+					d.err = fileLines(d.err, doc.line)
 				}
-				objs, err := decodeDocument(doc.text, defaultNamespace)
-				if err != nil {
-					err = fileLines(err, doc.line)
-				}
-				out[i] = decoded{objs, err}
-				r.docs[i].text = nil // a file is freed once its documents are decoded
+				d.text = nil
+				r.mu.Lock()
+				r.decoded = append(r.decoded, d)
+				r.mu.Unlock()
 			}
 		})
 	}
-	wg.Wait()
-	in := &Input{}
-	for i, d := range out {
-		source := r.docs[i].source
-		if d.err != nil {
-			in.Errors = append(in.Errors, &InputError{Source: source, Err: d.err})
-		}
-		for _, o := range d.objs {
-			o.Source = source
-			in.Objects = append(in.Objects, o)
-		}
-	}
-	return in
+	return r
 }
 
-// expand returns the file itself, or the manifest files under a directory
-// in lexical order. Hidden directories (.git) are skipped.
-func expand(p string) ([]string, error) {
+// addInput registers an input and returns its index.
+func (r *reader) addInput(name string) int {
+	r.inputs = append(r.inputs, &inputState{name: name})
+	return len(r.inputs) - 1
+}
+
+func (r *reader) fail(name string, err error) {
+	r.inputs[r.addInput(name)].err = unwrapPathError(err)
+}
+
+func (r *reader) note(name, note string) {
+	r.inputs[r.addInput(name)].note = note
+}
+
+// stream splits one input into documents and hands them to the workers.
+func (r *reader) stream(name string, in io.Reader) {
+	input := r.addInput(name)
+	index := 0
+	err := splitStream(in, r.opts.MaxFileSize, func(text []byte, line int) error {
+		index++
+		return r.send(input, name+"#"+strconv.Itoa(index-1), line, text)
+	})
+	if errors.Is(err, errTooLarge) {
+		err = fmt.Errorf("larger than %s (--max-file-size): not judged", formatSize(r.opts.MaxFileSize))
+	}
+	if err != nil {
+		r.inputs[input].err = unwrapPathError(err)
+	}
+}
+
+// send hands one document of an input to the workers.
+func (r *reader) send(input int, source string, line int, text []byte) error {
+	r.seq++
+	select {
+	case r.docs <- document{seq: r.seq, input: input, source: source, text: text, line: line}:
+		return nil
+	case <-r.ctx.Done():
+		return context.Cause(r.ctx)
+	}
+}
+
+// path reads a file, or walks a directory: a directory that holds a Helm
+// chart or a kustomization is rendered, not read file by file.
+func (r *reader) path(p string) {
 	info, err := os.Stat(p)
 	if err != nil {
-		return nil, unwrapPathError(err)
+		r.fail(p, err)
+		return
 	}
 	if !info.IsDir() {
-		return []string{p}, nil
+		r.file(p, info, true)
+		return
 	}
-	var files []string
+	if r.renderDir(p) {
+		return
+	}
+	found := false
 	err = filepath.WalkDir(p, func(f string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() {
-			if f != p && strings.HasPrefix(d.Name(), ".") {
+		if err != nil {
+			// An unreadable directory or file is named; the walk goes on.
+			r.fail(f, err)
+			if d != nil && d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		switch strings.ToLower(filepath.Ext(f)) {
-		case ".yaml", ".yml", ".json":
-			files = append(files, f)
+		if d.IsDir() {
+			if f == p {
+				return nil
+			}
+			if strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if r.renderDir(f) {
+				found = true
+				return filepath.SkipDir
+			}
+			return nil
 		}
+		if !isManifestName(f) {
+			return nil
+		}
+		found = true
+		info, err := os.Stat(f) // follows a symbolic link
+		if err != nil {
+			r.fail(f, err)
+			return nil
+		}
+		r.file(f, info, false)
 		return nil
 	})
-	if err == nil && len(files) == 0 {
-		err = errors.New("directory holds no *.yaml, *.yml or *.json files")
+	if err != nil && r.ctx.Err() == nil {
+		r.fail(p, err)
 	}
-	return files, unwrapPathError(err)
+	if err == nil && !found {
+		r.fail(p, errors.New("directory holds no *.yaml, *.yml or *.json files, Helm chart or kustomization"))
+	}
+}
+
+func isManifestName(f string) bool {
+	switch strings.ToLower(filepath.Ext(f)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// renderDir renders a directory that holds a Helm chart or a kustomization
+// and says whether it did.
+func (r *reader) renderDir(dir string) bool {
+	if fileExists(filepath.Join(dir, "Chart.yaml")) {
+		r.chart(dir)
+		return true
+	}
+	if kustomizationFile(dir) != "" {
+		r.kustomization(dir)
+		return true
+	}
+	return false
+}
+
+func fileExists(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.Mode().IsRegular()
+}
+
+// notManifests are the names of YAML files that are known not to hold
+// Kubernetes objects: the definitions of charts, kustomizations and
+// Compose applications.
+var notManifests = regexp.MustCompile(`^(Chart\.yaml|Chart\.lock|kustomization\.ya?ml|Kustomization|helmfile\.ya?ml|(docker-)?compose(\.[^.]+)*\.ya?ml)$`)
+
+// file reads one file. A file named on the command line may be a pipe
+// (-f <(helm template ...)); in a directory only regular files are read:
+// a FIFO would block, a device never end.
+func (r *reader) file(f string, info fs.FileInfo, named bool) {
+	mode := info.Mode()
+	switch {
+	case mode.IsRegular():
+	case mode&fs.ModeNamedPipe != 0 && named:
+	default:
+		what := fileType(mode)
+		if named {
+			r.fail(f, fmt.Errorf("a %s, not a regular file", what))
+		} else {
+			r.note(f, "skipped: a "+what+", not a regular file")
+		}
+		return
+	}
+	if notManifests.MatchString(filepath.Base(f)) {
+		r.skipNotManifest(f, "a "+filepath.Base(f)+" file, not Kubernetes manifests")
+		return
+	}
+	if mode.IsRegular() && info.Size() > r.opts.MaxFileSize {
+		r.fail(f, fmt.Errorf("%s, larger than %s (--max-file-size)", formatSize(info.Size()), formatSize(r.opts.MaxFileSize)))
+		return
+	}
+	in, err := os.Open(f)
+	if err != nil {
+		r.fail(f, err)
+		return
+	}
+	defer in.Close()
+	r.stream(f, in)
+}
+
+func (r *reader) skipNotManifest(name, why string) {
+	if r.opts.Strict {
+		r.fail(name, errors.New(why))
+		return
+	}
+	r.note(name, "skipped: "+why)
+}
+
+func fileType(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	case mode&fs.ModeDevice != 0:
+		return "device"
+	case mode.IsDir():
+		return "directory"
+	}
+	return "special file"
+}
+
+// finish waits for the workers and puts what they decoded in input order.
+func (r *reader) finish() *Input {
+	close(r.docs)
+	r.workers.Wait()
+	slices.SortFunc(r.decoded, func(a, b decodedDocument) int { return cmp.Compare(a.seq, b.seq) })
+	byInput := make([][]decodedDocument, len(r.inputs))
+	for _, d := range r.decoded {
+		byInput[d.input] = append(byInput[d.input], d)
+	}
+	in := &Input{}
+	for i, state := range r.inputs {
+		docs := byInput[i]
+		switch {
+		case state.err != nil:
+			// Nothing of an input that was not read to its end is judged.
+			in.Errors = append(in.Errors, &InputError{Source: state.name, Err: state.err})
+			continue
+		case state.note != "":
+			in.Notes = append(in.Notes, state.name+": "+state.note)
+			continue
+		case len(docs) > 0 && !r.opts.Strict && !slices.ContainsFunc(docs, func(d decodedDocument) bool { return !d.notObject }):
+			in.Notes = append(in.Notes, state.name+": skipped: no Kubernetes objects (no document has apiVersion and kind)")
+			continue
+		}
+		for _, d := range docs {
+			if d.err != nil {
+				in.Errors = append(in.Errors, &InputError{Source: d.source, Err: d.err})
+			}
+			for _, o := range d.objs {
+				o.Source, o.Line = d.source, d.line
+				in.Objects = append(in.Objects, o)
+			}
+		}
+	}
+	return in
 }
 
 // unwrapPathError drops the path from an fs.PathError: the source names it already.
@@ -181,7 +394,7 @@ var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
 func fileLines(err error, first int) error {
 	msg := err.Error()
 	if !yamlLine.MatchString(msg) {
-		return fmt.Errorf("document at line %d: %s", first, msg)
+		return fmt.Errorf("document at line %d: %w", first, err)
 	}
 	return errors.New(yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
 		n, _ := strconv.Atoi(yamlLine.FindStringSubmatch(m)[1])
@@ -189,63 +402,8 @@ func fileLines(err error, first int) error {
 	}))
 }
 
-type document struct {
-	source string
-	text   []byte
-	line   int   // the 1-based line of the file where the document starts
-	err    error // the file could not be read
-}
-
-// splitDocuments splits a YAML stream at "---" lines. Chunks with nothing
-// but blank and comment lines are not documents and take no index. Each
-// document starts at its first line of content, so that line numbers point
-// into the file.
-func splitDocuments(data []byte) []document {
-	var docs []document
-	start, startLine, line := 0, 1, 1
-	flush := func(end int) {
-		// Skip the leading blank and comment lines.
-		for start < end {
-			next := end
-			if j := bytes.IndexByte(data[start:end], '\n'); j >= 0 {
-				next = start + j + 1
-			}
-			if hasContent(data[start:next]) {
-				docs = append(docs, document{text: data[start:end], line: startLine})
-				return
-			}
-			start, startLine = next, startLine+1
-		}
-	}
-	for i := 0; i < len(data); line++ {
-		next := len(data)
-		if j := bytes.IndexByte(data[i:], '\n'); j >= 0 {
-			next = i + j + 1
-		}
-		if isSeparator(data[i:next]) {
-			flush(i)
-			// Content after "---" on the same line (such as "--- {a: 1}") belongs to the next document.
-			start, startLine = i+3, line
-		}
-		i = next
-	}
-	flush(len(data))
-	return docs
-}
-
-func isSeparator(line []byte) bool {
-	return bytes.HasPrefix(line, []byte("---")) && (len(line) == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\n' || line[3] == '\r')
-}
-
-func hasContent(chunk []byte) bool {
-	for _, l := range bytes.Split(chunk, []byte("\n")) {
-		l = bytes.TrimSpace(l)
-		if len(l) > 0 && l[0] != '#' {
-			return true
-		}
-	}
-	return false
-}
+// errNotObject marks a document that is no Kubernetes object at all.
+var errNotObject = errors.New("not a Kubernetes object")
 
 type typeMeta struct {
 	APIVersion string            `json:"apiVersion"`
@@ -265,6 +423,13 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]batch.Object, error)
 	tm, err := readTypeMeta(data)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case tm.Kind == "":
+		// A YAML file of something else: values, CI or Compose files, Chart.yaml.
+		return nil, fmt.Errorf("%w: kind is missing", errNotObject)
+	case tm.APIVersion == "" && !readKind(tm.Kind):
+		return nil, fmt.Errorf("%w: apiVersion is missing", errNotObject)
 	}
 	if tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && tm.Items != nil) {
 		var objs []batch.Object
@@ -294,7 +459,7 @@ func decodeDocument(doc []byte, defaultNamespace string) ([]batch.Object, error)
 func readTypeMeta(data []byte) (typeMeta, error) {
 	var tm typeMeta
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
-		return tm, errors.New("not a Kubernetes object: want a mapping with apiVersion and kind")
+		return tm, fmt.Errorf("%w: want a mapping with apiVersion and kind", errNotObject)
 	}
 	return tm, nil
 }
@@ -327,6 +492,17 @@ func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (batch.Obje
 	// Every object is held until all are judged: only what the rules read.
 	engine.Trim(typed)
 	return batch.Object{Kind: tm.Kind, Typed: typed}, nil
+}
+
+// readKind says whether stateguard judges or looks up objects of a kind
+// (in its own API group): such a document without an apiVersion is a
+// broken manifest, not some other YAML file.
+func readKind(kind string) bool {
+	switch kind {
+	case "StatefulSet", "Deployment", "HorizontalPodAutoscaler", "Service", "PersistentVolumeClaim", "Namespace":
+		return true
+	}
+	return false
 }
 
 // newTyped returns an empty object for the kinds the engine judges or looks

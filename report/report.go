@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/stateguard/stateguard/engine"
@@ -30,6 +31,8 @@ type Entry struct {
 	Field     string        `json:"field"`
 	Message   string        `json:"message"`
 	Source    string        `json:"source"`
+	// Line is the line of its file where the object starts (check only).
+	Line int `json:"line,omitempty"`
 	// Exemption says what exempts an exempt result: a policy exemption
 	// and its reason, or the object's annotation.
 	Exemption string `json:"exemption,omitempty"`
@@ -40,36 +43,86 @@ type Entry struct {
 // Report is the printed outcome of judging a set of objects.
 type Report struct {
 	Results []Entry `json:"results"`
+	// Errors are the inputs that could not be read (check only).
+	Errors []Problem `json:"errors,omitempty"`
 	// Objects counts the objects judged, for the summary line.
 	Objects int `json:"-"`
+	// Judged are the workloads and HPAs the rules judged, compliant or not
+	// (JUnit's test cases).
+	Judged []Subject `json:"-"`
+	// FailOn is the least action that fails the run: deny (the default) or warn.
+	FailOn engine.Action `json:"-"`
+}
+
+// Subject is an object the rules judged, and where it came from.
+type Subject struct {
+	Kind, Namespace, Name, Source string
+	Line                          int
+}
+
+// Problem is an input that could not be read, or a document that could not
+// be decoded, where Source names it.
+type Problem struct {
+	Source  string `json:"source"`
+	Message string `json:"message"`
 }
 
 // Add appends the results of one object.
-func (r *Report) Add(source string, results []engine.Result) {
+func (r *Report) Add(source string, line int, results []engine.Result) {
 	for _, res := range results {
 		r.Results = append(r.Results, Entry{
 			Rule: res.Rule, Action: res.Action, Kind: res.Kind, Namespace: res.Namespace, Name: res.Name,
-			Field: res.Field.String(), Message: res.Message, Source: source, Intended: res.Intended, Exemption: res.Exemption,
+			Field: res.Field.String(), Message: res.Message, Source: source, Line: line, Intended: res.Intended, Exemption: res.Exemption,
 		})
 	}
 }
 
-// ExitCode is ExitDenied when any result is at deny, else ExitOK.
+// Fails says whether a result fails the run: it is at deny, or at warn
+// when the run fails on warnings.
+func (r *Report) Fails(e Entry) bool {
+	return e.Action == engine.ActionDeny || r.FailOn == engine.ActionWarn && e.Action == engine.ActionWarn
+}
+
+// ExitCode is ExitInvalid when an input could not be read, ExitDenied when
+// any result fails the run, else ExitOK.
 func (r *Report) ExitCode() int {
+	if len(r.Errors) > 0 {
+		return ExitInvalid
+	}
 	for _, e := range r.Results {
-		if e.Action == engine.ActionDeny {
+		if r.Fails(e) {
 			return ExitDenied
 		}
 	}
 	return ExitOK
 }
 
-// Write prints the report as "table" or "json".
-func (r *Report) Write(w io.Writer, format string) error {
-	if format == "json" {
+// Formats are the output formats of Write.
+var Formats = []string{"table", "json", "sarif", "junit", "github"}
+
+// WriteOptions say how Write prints.
+type WriteOptions struct {
+	// Color marks actions with ANSI colours in the table (a terminal).
+	Color bool
+	// Version is stateguard's version, as SARIF names the tool.
+	Version string
+}
+
+// Write prints the report in one of Formats.
+func (r *Report) Write(w io.Writer, format string, opts WriteOptions) error {
+	switch format {
+	case "json":
 		return r.writeJSON(w)
+	case "sarif":
+		return r.writeSARIF(w, opts.Version)
+	case "junit":
+		return r.writeJUnit(w)
+	case "github":
+		return r.writeGitHub(w)
+	case "table", "":
+		return r.writeTable(w, opts.Color)
 	}
-	return r.writeTable(w)
+	return fmt.Errorf("unknown output format %q", format)
 }
 
 func (r *Report) writeJSON(w io.Writer) error {
@@ -83,30 +136,71 @@ func (r *Report) writeJSON(w io.Writer) error {
 	return enc.Encode(out)
 }
 
-func (r *Report) writeTable(w io.Writer) error {
+// actionColors are the ANSI colours of actions in the table, all of one
+// length (as is the header's bold): tabwriter counts their bytes as width,
+// and equal lengths keep the column aligned.
+var actionColors = map[engine.Action]string{
+	engine.ActionDeny:   "\x1b[31m",
+	engine.ActionWarn:   "\x1b[33m",
+	engine.ActionDryRun: "\x1b[36m",
+	engine.ActionExempt: "\x1b[90m",
+}
+
+const (
+	boldColor  = "\x1b[01m"
+	resetColor = "\x1b[0m"
+)
+
+func (r *Report) writeTable(w io.Writer, color bool) error {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return code + s + resetColor
+	}
+	unread := ""
+	if len(r.Errors) > 0 {
+		unread = fmt.Sprintf("; %d inputs could not be read (see the errors above)", len(r.Errors))
+	}
 	if len(r.Results) == 0 {
-		_, err := fmt.Fprintf(w, "no violations in %d objects\n", r.Objects)
+		_, err := fmt.Fprintf(w, "no violations in %d objects%s\n", r.Objects, unread)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tOBJECT\tRULE\tACTION\tMESSAGE")
+	fmt.Fprintf(tw, "SOURCE\tOBJECT\tRULE\t%s\tMESSAGE\n", paint(boldColor, "ACTION"))
 	counts := map[engine.Action]int{}
 	for _, e := range r.Results {
 		counts[e.Action]++
-		object := e.Kind + " " + e.Name
-		if e.Namespace != "" {
-			object = e.Kind + " " + e.Namespace + "/" + e.Name
-		}
 		message := e.Field + ": " + e.Message
 		if e.Action == engine.ActionExempt {
 			message = "(" + e.Exemption + ") " + message
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Source, object, e.Rule, e.Action, message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Source, e.Object(), e.Rule, paint(actionColors[e.Action], string(e.Action)), message)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%d objects: %d deny, %d warn, %d dryrun, %d exempt\n", r.Objects,
-		counts[engine.ActionDeny], counts[engine.ActionWarn], counts[engine.ActionDryRun], counts[engine.ActionExempt])
+	_, err := fmt.Fprintf(w, "\n%d objects: %d deny, %d warn, %d dryrun, %d exempt%s\n", r.Objects,
+		counts[engine.ActionDeny], counts[engine.ActionWarn], counts[engine.ActionDryRun], counts[engine.ActionExempt], unread)
 	return err
+}
+
+// Object names the result's object as "Kind namespace/name".
+func (e Entry) Object() string {
+	return objectName(e.Kind, e.Namespace, e.Name)
+}
+
+func objectName(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + " " + name
+	}
+	return kind + " " + namespace + "/" + name
+}
+
+// File is the file of a source: FILE#INDEX without its index.
+func File(source string) string {
+	if i := strings.LastIndexByte(source, '#'); i >= 0 {
+		return source[:i]
+	}
+	return source
 }

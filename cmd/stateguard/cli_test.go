@@ -16,6 +16,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// buildTags are the build tags of make build: without kustomize's plugin
+// support, which would link Go's plugin package.
+const buildTags = "kustomize_disable_go_plugin_support"
+
 // binary is the stateguard binary built once for these tests: they run it
 // the way a CI pipeline does.
 var binary string
@@ -27,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "stateguard")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", "build", "-tags", buildTags, "-o", binary, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building stateguard: %v\n%s", err, out)
 		os.Exit(1)
@@ -74,14 +78,15 @@ func files(t *testing.T, tree map[string]string) string {
 
 type result struct {
 	Rule, Action, Kind, Namespace, Name, Field, Message, Source string
+	Line                                                        int
 }
 
 // results decodes -o json output, checking that every result has exactly
-// the spec's keys, and an exempt one the exemption besides.
+// the spec's keys and its line, and an exempt one the exemption besides.
 func results(t *testing.T, stdout string) []result {
 	t.Helper()
 	var raw struct {
-		Results []map[string]string `json:"results"`
+		Results []map[string]any `json:"results"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
 		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout)
@@ -89,7 +94,7 @@ func results(t *testing.T, stdout string) []result {
 	if raw.Results == nil {
 		t.Fatalf(`"results" is missing or null: %s`, stdout)
 	}
-	keys := []string{"action", "field", "kind", "message", "name", "namespace", "rule", "source"}
+	keys := []string{"action", "field", "kind", "line", "message", "name", "namespace", "rule", "source"}
 	out := []result{}
 	for _, r := range raw.Results {
 		var got []string
@@ -103,7 +108,12 @@ func results(t *testing.T, stdout string) []result {
 		if diff := cmp.Diff(want, got, cmpSorted); diff != "" {
 			t.Errorf("result keys (-want +got):\n%s", diff)
 		}
-		out = append(out, result{r["rule"], r["action"], r["kind"], r["namespace"], r["name"], r["field"], r["message"], r["source"]})
+		line, _ := r["line"].(float64)
+		if line < 1 || line != float64(int(line)) {
+			t.Errorf("line %v: want a positive integer", r["line"])
+		}
+		str := func(k string) string { s, _ := r[k].(string); return s }
+		out = append(out, result{str("rule"), str("action"), str("kind"), str("namespace"), str("name"), str("field"), str("message"), str("source"), int(line)})
 	}
 	return out
 }
@@ -201,7 +211,7 @@ func TestExitStatus(t *testing.T) {
 		{name: "something at deny", args: []string{"check", "-f", "denied.yaml"}, wantExit: 1},
 		{name: "only warnings", args: []string{"check", "-f", "warned.yaml"}, wantExit: 0},
 		{name: "no input", args: []string{"check"}, wantExit: 2, wantStderr: "no input"},
-		{name: "bad output format", args: []string{"check", "-f", "compliant.yaml", "-o", "yaml"}, wantExit: 2, wantStderr: `-o "yaml": must be table or json`},
+		{name: "bad output format", args: []string{"check", "-f", "compliant.yaml", "-o", "yaml"}, wantExit: 2, wantStderr: `-o "yaml": must be one of table, json, sarif, junit, github`},
 		{name: "a positional argument", args: []string{"check", "compliant.yaml"}, wantExit: 2, wantStderr: `unexpected argument "compliant.yaml": name inputs with -f`},
 		{name: "an unknown flag", args: []string{"check", "--recursive", "-f", "compliant.yaml"}, wantExit: 2, wantStderr: "flag provided but not defined: -recursive"},
 		{name: "an unknown command", args: []string{"lint"}, wantExit: 2, wantStderr: `unknown command "lint"`},
@@ -252,7 +262,7 @@ func TestJSONShape(t *testing.T) {
 			Message: `PersistentVolumeClaim "uploads" is ReadWriteOnce, but spec.replicas is 3 and every replica of Deployment "web" mounts it: ` +
 				`Pods on other nodes fail with Multi-Attach errors, and Pods on one node share one writer's data: ` +
 				`run 1 replica, use a ReadWriteMany claim, or run the workload as a StatefulSet with volumeClaimTemplates`,
-			Source: "in.yaml#1",
+			Source: "in.yaml#1", Line: 6,
 		},
 		{
 			Rule: "statefulset-headless-service", Action: "deny", Kind: "StatefulSet", Namespace: "shop", Name: "db",
@@ -260,7 +270,7 @@ func TestJSONShape(t *testing.T) {
 			Message: `Service "db" not found in namespace "shop", so the Pods get no stable DNS names: ` +
 				`create a headless Service (clusterIP: None) named "db" whose selector matches spec.template.metadata.labels, ` +
 				`or set spec.serviceName to an existing one; if the Pods need no stable DNS names, ask the platform team for an exemption from statefulset-headless-service in stateguard's policy`,
-			Source: "in.yaml#2",
+			Source: "in.yaml#2", Line: 17,
 		},
 	}
 	if diff := cmp.Diff(want, results(t, stdout)); diff != "" {

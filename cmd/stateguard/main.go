@@ -5,18 +5,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/stateguard/stateguard/check"
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/internal/commalist"
 	"github.com/stateguard/stateguard/report"
 )
 
@@ -26,20 +33,45 @@ var version = "dev"
 const usage = `stateguard keeps stateful workloads from losing data.
 
 Usage:
-  stateguard check -f PATH [-f PATH ...] [--config FILE] [-n NAMESPACE] [-o table|json]
+  stateguard check -f PATH [-f PATH ...] [-k DIR] [flags]
+                               judge manifest files, Helm charts and kustomizations
   stateguard serve [flags]     run the admission webhook
   stateguard audit [-n NAMESPACE | -A] [--config FILE] [-o table|json] [--kubeconfig FILE]
                                judge the workloads running in a cluster
-  stateguard version
+  stateguard version [-o json]
 
 Run "stateguard COMMAND -h" for the flags of a command.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// signalled is the cause of a context that SIGINT or SIGTERM cancelled,
+// with the exit status a shell gives a command the signal ended.
+type signalled struct{ sig syscall.Signal }
+
+func (s signalled) Error() string { return "received " + s.sig.String() }
+func (s signalled) ExitCode() int { return 128 + int(s.sig) }
+
+// signalContext is cancelled by SIGINT or SIGTERM, with signalled as its cause.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if sig, ok := <-signals; ok {
+			cancel(signalled{sig.(syscall.Signal)})
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		close(signals)
+		cancel(nil)
+	}
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -50,9 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "check":
 		return runCheck(ctx, args[1:], stdin, stdout, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "stateguard %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return report.ExitOK
+	case "version", "--version":
+		return runVersion(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
 	case "audit":
@@ -65,52 +96,146 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return report.ExitInvalid
 }
 
-// pathList is a repeatable -f flag.
+// versionInfo is what `stateguard version -o json` prints.
+type versionInfo struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"goVersion"`
+	Platform  string `json:"platform"`
+	// Catalogue is the version of the built-in catalogue of data directories.
+	Catalogue string `json:"catalogue"`
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stateguard version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var output string
+	fs.StringVar(&output, "o", "", "output format: json (default: one line of text)")
+	fs.StringVar(&output, "output", "", "same as -o")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 || output != "" && output != "json" {
+		fmt.Fprint(stderr, "Usage: stateguard version [-o json]\n")
+		return report.ExitInvalid
+	}
+	info := versionInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Catalogue: engine.BuiltinCatalogue().Version}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(info)
+		return report.ExitOK
+	}
+	fmt.Fprintf(stdout, "stateguard %s %s %s\n", info.Version, info.GoVersion, info.Platform)
+	return report.ExitOK
+}
+
+// pathList is a repeatable flag.
 type pathList []string
 
 func (p *pathList) String() string     { return strings.Join(*p, ",") }
 func (p *pathList) Set(v string) error { *p = append(*p, v); return nil }
 
+const checkUsage = `Usage: stateguard check -f PATH [-f PATH ...] [-k DIR ...] [flags]
+
+Judges manifest files, directories (walked recursively: *.yaml, *.yml, *.json;
+a directory holding a Helm chart or a kustomization is rendered), Helm charts,
+kustomizations (-k) and standard input (-f -). Files that hold no Kubernetes
+objects are skipped with a note (--strict makes them errors).
+
+Exit status: 0 when nothing is at deny (or, with --fail-on warn, at warn), 1 when
+anything is, 2 for unreadable input or bad usage, 130 or 143 when interrupted
+by SIGINT or SIGTERM.
+
+Flags:
+`
+
 func runCheck(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stateguard check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts check.Options
-	var configFile string
+	var configFile, rules, skipRules, failOn, maxFileSize string
 	paths := (*pathList)(&opts.Paths)
-	fs.Var(paths, "f", "a manifest file, a directory (read recursively: *.yaml, *.yml, *.json), or - for standard input; repeatable")
+	fs.Var(paths, "f", "a manifest file, a directory, a Helm chart, or - for standard input; repeatable")
 	fs.Var(paths, "filename", "same as -f")
+	fs.Var((*pathList)(&opts.Kustomizations), "k", "a directory holding a kustomization, rendered as kustomize build does; repeatable")
+	fs.Var((*pathList)(&opts.Kustomizations), "kustomize", "same as -k")
 	fs.StringVar(&configFile, "config", "", "a stateguard.io/v1alpha1 Config file (default: the built-in policy)")
-	fs.StringVar(&opts.Namespace, "n", "default", "the namespace of objects that name none")
-	fs.StringVar(&opts.Namespace, "namespace", "default", "same as -n")
-	outputFlags(fs, &opts.Output)
+	fs.StringVar(&opts.Read.Namespace, "n", "default", "the namespace of objects that name none, and of Helm releases")
+	fs.StringVar(&opts.Read.Namespace, "namespace", "default", "same as -n")
+	fs.StringVar(&opts.Output, "o", "table", "output format: "+strings.Join(report.Formats, ", "))
+	fs.StringVar(&opts.Output, "output", "table", "same as -o")
+	fs.StringVar(&rules, "rules", "", "report only these rules (comma-separated rule IDs)")
+	fs.StringVar(&skipRules, "skip-rules", "", "never report these rules (comma-separated rule IDs)")
+	fs.StringVar(&failOn, "fail-on", "deny", "the least action that fails the run (exit status 1): deny or warn")
+	fs.BoolVar(&opts.Read.Strict, "strict", false, "files that hold no Kubernetes objects are errors, not notes")
+	fs.StringVar(&maxFileSize, "max-file-size", "256Mi", "the largest file, standard input or rendered chart read (a quantity: 64Mi, 1Gi)")
+	chart := &opts.Read.Chart
+	fs.Var((*pathList)(&chart.ValuesFiles), "values", "Helm charts: a values file, as helm template -f; repeatable")
+	fs.Var((*pathList)(&chart.Set), "set", "Helm charts: set a value (key=value[,key=value]), as helm template --set; repeatable")
+	fs.Var((*pathList)(&chart.SetString), "set-string", "Helm charts: set a string value, as helm template --set-string; repeatable")
+	fs.StringVar(&chart.ReleaseName, "release-name", "release-name", "Helm charts: the release name, as helm template NAME")
+	fs.StringVar(&chart.KubeVersion, "kube-version", "", "Helm charts: the Kubernetes version of .Capabilities (default: Helm's)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: stateguard check -f PATH [-f PATH ...] [--config FILE] [-n NAMESPACE] [-o table|json]\n\n"+
-			"Exit status: 0 when nothing is at deny, 1 when anything is, 2 for unreadable input or bad usage.\n\nFlags:\n")
+		fmt.Fprint(stderr, checkUsage)
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "stateguard check: unexpected argument %q: name inputs with -f\n", fs.Arg(0))
-		return report.ExitInvalid
-	case len(opts.Paths) == 0:
-		fmt.Fprintln(stderr, "stateguard check: no input: name a file, a directory or - with -f")
-		return report.ExitInvalid
-	case opts.Namespace == "":
-		fmt.Fprintln(stderr, "stateguard check: -n: the namespace may not be empty")
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "stateguard check: "+format+"\n\n", a...)
+		fs.Usage()
 		return report.ExitInvalid
 	}
-	if err := validOutput(opts.Output); err != nil {
-		fmt.Fprintf(stderr, "stateguard check: %v\n", err)
-		return report.ExitInvalid
+	switch {
+	case fs.NArg() > 0:
+		return bad("unexpected argument %q: name inputs with -f", fs.Arg(0))
+	case len(opts.Paths) == 0 && len(opts.Kustomizations) == 0:
+		return bad("no input: name a file, a directory, a chart or - with -f, or a kustomization with -k")
+	case opts.Read.Namespace == "":
+		return bad("-n: the namespace may not be empty")
+	case !slices.Contains(report.Formats, opts.Output):
+		return bad("-o %q: must be one of %s", opts.Output, strings.Join(report.Formats, ", "))
+	case failOn != string(engine.ActionDeny) && failOn != string(engine.ActionWarn):
+		return bad("--fail-on %q: must be deny or warn", failOn)
+	}
+	opts.FailOn = engine.Action(failOn)
+	size, err := resource.ParseQuantity(maxFileSize)
+	if err != nil || size.Value() <= 0 {
+		return bad("--max-file-size %q: must be a positive quantity such as 64Mi", maxFileSize)
+	}
+	opts.Read.MaxFileSize = size.Value()
+	for _, list := range []struct {
+		flag string
+		ids  *[]string
+		set  string
+	}{{"--rules", &opts.Rules, rules}, {"--skip-rules", &opts.SkipRules, skipRules}} {
+		*list.ids = commalist.Split(list.set)
+		for _, id := range *list.ids {
+			if _, ok := engine.LookupRule(id); !ok {
+				return bad("%s: unknown rule %q: the rules are %s", list.flag, id, strings.Join(engine.RuleIDs(), ", "))
+			}
+		}
 	}
 	eng, ok := loadEngine("check", configFile, stderr)
 	if !ok {
 		return report.ExitInvalid
 	}
+	opts.Write = report.WriteOptions{Version: version, Color: colorOutput(stdout)}
+	// Helm logs through the default logger: its warnings reach stderr, its
+	// progress does not.
+	slog.SetLogLoggerLevel(slog.LevelWarn)
 	return check.Run(ctx, eng, opts, stdin, stdout, stderr)
+}
+
+// colorOutput says whether the table may be coloured: stdout is a
+// terminal and NO_COLOR (https://no-color.org) is unset.
+func colorOutput(stdout io.Writer) bool {
+	f, ok := stdout.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	return term.IsTerminal(int(f.Fd()))
 }
 
 // parseFlags parses a command's flags; when ok is false the command exits
