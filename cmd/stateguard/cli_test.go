@@ -464,3 +464,33 @@ func TestTable(t *testing.T) {
 		t.Errorf("no violations: exit %d, stdout %q", exit, stdout)
 	}
 }
+
+// On a terminal the table marks actions in colour, aligned as without;
+// NO_COLOR, a pipe or a file turn colours off.
+func TestTableColors(t *testing.T) {
+	dir := files(t, map[string]string{"in.yaml": rwoClaim + "---\n" + oneReplicaRolling + "---\n" + statefulSet})
+	onTerminal := func(env ...string) string {
+		// script(1) runs the command on a pseudo-terminal.
+		cmd := exec.Command("script", "-qec", binary+" check -f in.yaml", "/dev/null")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), append([]string{"TERM=xterm", "NO_COLOR="}, env...)...)
+		out, _ := cmd.Output()
+		return strings.ReplaceAll(string(out), "\r\n", "\n")
+	}
+	colored := onTerminal()
+	if !strings.Contains(colored, "\x1b[31mdeny\x1b[0m") || !strings.Contains(colored, "\x1b[33mwarn\x1b[0m") {
+		t.Fatalf("no colours on a terminal:\n%q", colored)
+	}
+	plain, _, _ := runCLI(t, dir, "", "check", "-f", "in.yaml")
+	if strings.Contains(plain, "\x1b") {
+		t.Errorf("colours in a pipe:\n%q", plain)
+	}
+	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
+	if got := ansi.ReplaceAllString(colored, ""); got != plain {
+		// Equal once stripped: the colours do not move a column.
+		t.Errorf("the coloured table is not the plain one once its colours are removed:\n%s\nwant:\n%s", got, plain)
+	}
+	if noColor := onTerminal("NO_COLOR=1"); strings.Contains(noColor, "\x1b") {
+		t.Errorf("colours with NO_COLOR set:\n%q", noColor)
+	}
+}
