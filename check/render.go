@@ -35,6 +35,10 @@ type ChartOptions struct {
 // an input named by the template's path under dir.
 func (r *reader) chart(dir string) {
 	manifests, err := renderChart(r.ctx, dir, r.opts.Chart, r.opts.Namespace)
+	if errors.Is(err, errLibraryChart) {
+		r.note(dir, "skipped: a library chart, which renders nothing on its own")
+		return
+	}
 	if err != nil {
 		r.fail(dir, fmt.Errorf("rendering the Helm chart: %w", err))
 		return
@@ -43,6 +47,10 @@ func (r *reader) chart(dir string) {
 		r.stream(m.path, strings.NewReader(m.text))
 	}
 }
+
+// errLibraryChart is a chart of helpers for other charts: helm refuses to
+// render it alone.
+var errLibraryChart = errors.New("a library chart")
 
 // renderedTemplate is the output of one template.
 type renderedTemplate struct {
@@ -64,6 +72,9 @@ func renderChart(ctx context.Context, dir string, opts ChartOptions, namespace s
 	accessor, err := chart.NewAccessor(ch)
 	if err != nil {
 		return nil, err
+	}
+	if kind, _ := accessor.MetadataAsMap()["Type"].(string); kind == "library" {
+		return nil, errLibraryChart
 	}
 	if deps := accessor.MetaDependencies(); len(deps) > 0 {
 		if err := action.CheckDependencies(ch, deps); err != nil {

@@ -164,9 +164,16 @@ func TestChartFlags(t *testing.T) {
 		})
 	}
 
+	// A library chart renders nothing on its own: a note, not an error.
+	library := files(t, map[string]string{"lib/Chart.yaml": "apiVersion: v2\nname: lib\ntype: library\nversion: 0.1.0\n", "lib/templates/_helpers.tpl": "{{- define \"lib.name\" }}x{{ end }}\n", "web.yaml": threeReplicas})
+	_, stderr, exit := runCLI(t, library, "", "check", "-f", ".")
+	if exit != 0 || !strings.Contains(stderr, "note: lib: skipped: a library chart, which renders nothing on its own") {
+		t.Errorf("a library chart: exit %d, stderr %q", exit, stderr)
+	}
+
 	// A chart that cannot be rendered is named, with helm's reason.
 	broken := files(t, map[string]string{"bad/Chart.yaml": "apiVersion: v2\nname: bad\nversion: 0.1.0\n", "bad/templates/x.yaml": "{{ .Values.missing.field }}\n"})
-	_, stderr, exit := runCLI(t, broken, "", "check", "-f", "bad")
+	_, stderr, exit = runCLI(t, broken, "", "check", "-f", "bad")
 	if exit != 2 || !strings.Contains(stderr, "error: bad: rendering the Helm chart: ") || !strings.Contains(stderr, "nil pointer evaluating interface {}.field") {
 		t.Errorf("a broken chart: exit %d, stderr %q", exit, stderr)
 	}
