@@ -201,6 +201,10 @@ func (r *reader) path(p string) {
 		return
 	}
 	if !info.IsDir() {
+		if info.Mode().IsRegular() && (strings.HasSuffix(p, ".tgz") || strings.HasSuffix(p, ".tar.gz")) {
+			r.chart(p) // a packaged chart, as helm package writes it
+			return
+		}
 		r.file(p, info, true)
 		return
 	}

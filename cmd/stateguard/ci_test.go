@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -162,6 +164,15 @@ func TestChartFlags(t *testing.T) {
 				t.Errorf("(-want +got):\n%s\nstderr: %s", diff, stderr)
 			}
 		})
+	}
+
+	// A packaged chart (helm package) renders as its directory does.
+	archive := filepath.Join(dir, "db-0.1.0.tgz")
+	writeChartArchive(t, archive, chartFiles)
+	stdout, stderr, _ := runCLI(t, dir, "", "check", "-f", archive, "-o", "json")
+	want := []string{archive + "/templates/statefulset.yaml#0 StatefulSet default/release-name-db statefulset-headless-service deny spec.serviceName"}
+	if diff := cmp.Diff(want, brief(results(t, stdout))); diff != "" {
+		t.Errorf("a packaged chart (-want +got):\n%s\nstderr: %s", diff, stderr)
 	}
 
 	// A library chart renders nothing on its own: a note, not an error.
@@ -644,5 +655,29 @@ func TestNoPluginPackage(t *testing.T) {
 	}
 	if !strings.Contains(string(makefile), "BUILD_TAGS := "+buildTags) {
 		t.Errorf("make build does not use the tags %s", buildTags)
+	}
+}
+
+// writeChartArchive packs files as helm package does: a gzipped tar of the
+// chart's directory.
+func writeChartArchive(t *testing.T, path string, files map[string]string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []interface{ Close() error }{tw, gz, f} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
