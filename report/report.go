@@ -160,10 +160,15 @@ func (r *Report) writeTable(w io.Writer, color bool) error {
 	}
 	unread := ""
 	if len(r.Errors) > 0 {
-		unread = fmt.Sprintf("; %d inputs could not be read (see the errors above)", len(r.Errors))
+		unread = fmt.Sprintf("; %s could not be read (see the errors above)", plural(len(r.Errors), "input"))
 	}
 	if len(r.Results) == 0 {
-		_, err := fmt.Fprintf(w, "no violations in %d objects%s\n", r.Objects, unread)
+		if len(r.Errors) > 0 {
+			// Never a clean summary when something went unread.
+			_, err := fmt.Fprintf(w, "%s could not be read (see the errors above); no violations in the %s read\n", plural(len(r.Errors), "input"), plural(r.Objects, "object"))
+			return err
+		}
+		_, err := fmt.Fprintf(w, "no violations in %d objects\n", r.Objects)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -203,4 +208,12 @@ func File(source string) string {
 		return source[:i]
 	}
 	return source
+}
+
+// plural prints a count and a noun, with an s unless the count is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

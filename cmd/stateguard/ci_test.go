@@ -441,7 +441,7 @@ func TestEmptyAndMissingInput(t *testing.T) {
 		{[]string{"-f", "empty.yaml"}, "", "error: no Kubernetes objects in the input: nothing was judged"},
 		{[]string{"-f", "values.yaml"}, "", "error: no Kubernetes objects in the input"},
 		{[]string{"-f", "-"}, "", "error: no Kubernetes objects in the input"},
-		{[]string{"-f", "missing.yaml"}, "no violations in 0 objects; 1 inputs could not be read (see the errors above)\n", "error: missing.yaml: no such file or directory"},
+		{[]string{"-f", "missing.yaml"}, "1 input could not be read (see the errors above); no violations in the 0 objects read\n", "error: missing.yaml: no such file or directory"},
 	} {
 		stdout, stderr, exit := runCLI(t, dir, "", append([]string{"check"}, tt.args...)...)
 		if exit != 2 || stdout != tt.wantStdout || !strings.Contains(stderr, tt.wantStderr) {
