@@ -1,21 +1,23 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"helm.sh/helm/v4/pkg/action"
-	"helm.sh/helm/v4/pkg/chart"
 	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/loader"
-	"helm.sh/helm/v4/pkg/cli/values"
-	release "helm.sh/helm/v4/pkg/release/v1"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	chartloader "helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	"helm.sh/helm/v4/pkg/strvals"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -59,51 +61,57 @@ type renderedTemplate struct {
 }
 
 func renderChart(ctx context.Context, dir string, opts ChartOptions, namespace string) ([]renderedTemplate, error) {
-	// Values as helm reads -f, --set and --set-string; no getters, so
-	// values files are local files only.
-	vals, err := (&values.Options{ValueFiles: opts.ValuesFiles, Values: opts.Set, StringValues: opts.SetString}).MergeValues(nil)
+	vals, err := chartValues(opts)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := loader.Load(dir)
+	ch, err := chartloader.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	accessor, err := chart.NewAccessor(ch)
-	if err != nil {
-		return nil, err
-	}
-	if kind, _ := accessor.MetadataAsMap()["Type"].(string); kind == "library" {
+	if ch.Metadata.Type == "library" {
 		return nil, errLibraryChart
 	}
-	if deps := accessor.MetaDependencies(); len(deps) > 0 {
-		if err := action.CheckDependencies(ch, deps); err != nil {
-			return nil, fmt.Errorf("%w (run helm dependency build %s)", err, dir)
-		}
+	// What helm template does (pkg/action's Install, client-only): check
+	// and process the dependencies, build .Capabilities and .Values,
+	// render, drop NOTES.txt, and sort the documents into manifests and hooks.
+	if err := missingDependencies(ch); err != nil {
+		return nil, fmt.Errorf("%w (run helm dependency build %s)", err, dir)
 	}
-	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
-	install := action.NewInstall(cfg)
-	install.DryRunStrategy = action.DryRunClient
-	install.ReleaseName = opts.ReleaseName
-	install.Namespace = namespace
-	install.Replace = true // as helm template: no release to collide with
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return nil, fmt.Errorf("chart dependencies processing failed: %w", err)
+	}
+	caps := common.DefaultCapabilities.Copy()
 	if opts.KubeVersion != "" {
 		kv, err := common.ParseKubeVersion(opts.KubeVersion)
 		if err != nil {
 			return nil, fmt.Errorf("--kube-version: %w", err)
 		}
-		install.KubeVersion = kv
+		caps.KubeVersion = *kv
 	}
-	installed, err := install.RunWithContext(ctx, ch, vals)
+	if ch.Metadata.KubeVersion != "" && !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s (--kube-version)", ch.Metadata.KubeVersion, caps.KubeVersion.Version)
+	}
+	release := common.ReleaseOptions{Name: opts.ReleaseName, Namespace: namespace, Revision: 1, IsInstall: true}
+	renderValues, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, release, caps, false)
 	if err != nil {
 		return nil, err
 	}
-	rel, ok := installed.(*release.Release)
-	if !ok {
-		return nil, fmt.Errorf("helm returned a release of type %T", installed)
+	var templates engine.Engine
+	files, err := templates.RenderWithContext(ctx, ch, renderValues)
+	if err != nil {
+		return nil, err
 	}
-	// The manifest is "---\n# Source: PATH\n" and a document, repeated,
-	// where PATH starts with the chart's name.
+	for name := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			delete(files, name)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, err
+	}
+	// Names start with the chart's name: they are named under dir instead.
 	var out []renderedTemplate
 	index := map[string]int{}
 	add := func(source, text string) {
@@ -116,17 +124,59 @@ func renderChart(ctx context.Context, dir string, opts ChartOptions, namespace s
 		index[path] = len(out)
 		out = append(out, renderedTemplate{path: path, text: text})
 	}
-	for _, part := range strings.Split("\n"+rel.Manifest, "\n---\n# Source: ") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		source, text, _ := strings.Cut(part, "\n")
-		add(source, text+"\n")
+	for _, m := range manifests {
+		add(m.Name, m.Content+"\n")
 	}
-	for _, h := range rel.Hooks {
+	for _, h := range hooks {
 		add(h.Path, h.Manifest+"\n")
 	}
 	return out, nil
+}
+
+// chartValues merges values files, --set and --set-string as helm does.
+// Values files are local files only.
+func chartValues(opts ChartOptions) (map[string]any, error) {
+	vals := map[string]any{}
+	for _, f := range opts.ValuesFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		more, err := chartloader.LoadValues(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("failed to parse %s: %w", f, err)
+		}
+		vals = chartloader.MergeMaps(vals, more)
+	}
+	for _, v := range opts.Set {
+		if err := strvals.ParseInto(v, vals); err != nil {
+			return nil, fmt.Errorf("failed parsing --set data: %w", err)
+		}
+	}
+	for _, v := range opts.SetString {
+		if err := strvals.ParseIntoString(v, vals); err != nil {
+			return nil, fmt.Errorf("failed parsing --set-string data: %w", err)
+		}
+	}
+	return vals, nil
+}
+
+// missingDependencies names the dependencies of Chart.yaml that charts/ lacks.
+func missingDependencies(ch *chart.Chart) error {
+	present := map[string]bool{}
+	for _, dep := range ch.Dependencies() {
+		present[dep.Name()] = true
+	}
+	var missing []string
+	for _, dep := range ch.Metadata.Dependencies {
+		if !present[dep.Name] {
+			missing = append(missing, dep.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("found in Chart.yaml, but missing in charts/ directory: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // kustomizationFile is the kustomization in dir, or "".
