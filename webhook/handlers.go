@@ -45,17 +45,19 @@ func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v 
 	}
 	warnings := v.Warnings
 	var denials []string
+	var deniedRules []string
 	for _, r := range v.Results {
-		counted := r.Action
+		counted, mode := r.Action, ModeEnforce
 		if r.Action == engine.ActionDryRun {
-			counted = r.Intended
+			counted, mode = r.Intended, ModeDryRun
 		}
-		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), string(op), kind).Inc()
+		j.metrics.Decisions.WithLabelValues(r.Rule, string(counted), mode, string(op), kind).Inc()
 		field := r.Field.String()
 		line := r.Rule + ": " + field + ": " + r.Message
 		switch r.Action {
 		case engine.ActionDeny:
 			denials = append(denials, line)
+			deniedRules = append(deniedRules, r.Rule)
 		case engine.ActionWarn:
 			warnings = append(warnings, line)
 		case engine.ActionDryRun:
@@ -74,7 +76,7 @@ func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v 
 		warnings = nil
 	}
 	if len(v.Results) == 0 {
-		j.metrics.Decisions.WithLabelValues("none", "allow", string(op), kind).Inc()
+		j.metrics.Decisions.WithLabelValues("none", "allow", ModeEnforce, string(op), kind).Inc()
 	}
 	if debug := j.log.V(1); debug.Enabled() {
 		decisions := make([]string, 0, len(v.Results))
@@ -90,7 +92,10 @@ func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v 
 	if len(denials) > 1 {
 		noun = "rules"
 	}
-	return admission.Denied(fmt.Sprintf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))).WithWarnings(warnings...)
+	message := fmt.Sprintf("%s %q violates %d stateguard %s:\n%s", kind, obj.GetName(), len(denials), noun, strings.Join(denials, "\n"))
+	// Who was refused and why; the message names fields, never their values' content.
+	log().Info("denied", "requester", req.UserInfo.Username, "rules", deniedRules, "dryRunRequest", req.DryRun != nil && *req.DryRun, "message", message)
+	return admission.Denied(message).WithWarnings(warnings...)
 }
 
 // failed logs and counts a failure to judge. It is an internal error (500)
@@ -98,10 +103,11 @@ func (j *judge) answer(req admission.Request, kind string, obj metav1.Object, v 
 // blocks a write, not even when stateguard itself fails.
 func (j *judge) failed(log logr.Logger, kind string, op admissionv1.Operation, namespace, name string, err error) admission.Response {
 	log.Error(err, "could not judge")
-	j.metrics.Decisions.WithLabelValues("none", "error", string(op), kind).Inc()
 	if j.engine().Enforcement() == engine.ActionDryRun {
+		j.metrics.Decisions.WithLabelValues("none", "error", ModeDryRun, string(op), kind).Inc()
 		return admission.Allowed("")
 	}
+	j.metrics.Decisions.WithLabelValues("none", "error", ModeEnforce, string(op), kind).Inc()
 	return statusResponse(apierrors.NewInternalError(fmt.Errorf("stateguard could not judge %s %s/%s: %w", kind, namespace, name, err)))
 }
 

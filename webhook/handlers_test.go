@@ -269,13 +269,28 @@ statefulset-headless-service: spec.serviceName: Service "orders-postgresql-hl" n
 	}
 }
 
-func TestDecisionsAreCounted(t *testing.T) {
-	s := newTestServer(t, "", namespaceObj("shop", nil))
+// TestDecisionsAreCountedAndLogged: an enforced denial is counted as
+// such (not as a dryrun observation) and logged at info with who was
+// refused, the rules and the message.
+func TestDecisionsAreCountedAndLogged(t *testing.T) {
+	var logged []string
+	s := newTestServerWith(t, "", func(o *Options) {
+		o.Log = funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	}, namespaceObj("shop", nil))
 	body := reviewOf(t, admissionv1.Create, statefulSetKind, "statefulsets", postgres("shop"), nil)
 	s.post(t, PathValidateStatefulSet, body)
 	s.post(t, PathValidateStatefulSet, body)
-	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", "CREATE", "StatefulSet")); got != 2 {
-		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny} = %v, want 2", got)
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", ModeEnforce, "CREATE", "StatefulSet")); got != 2 {
+		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny,mode=enforce} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", ModeDryRun, "CREATE", "StatefulSet")); got != 0 {
+		t.Errorf("an enforced denial counted as a dryrun one: %v", got)
+	}
+	want := `"level"=0 "msg"="denied" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
+		`"requester"="` + authenticationUser.Username + `" "rules"=["statefulset-headless-service"] "dryRunRequest"=false ` +
+		`"message"="StatefulSet \"orders-postgresql\" violates 1 stateguard rule:\nstatefulset-headless-service: spec.serviceName: Service`
+	if len(logged) != 2 || !strings.HasPrefix(logged[0], want) {
+		t.Errorf("logged %q, want two lines starting %q", logged, want)
 	}
 }
 
@@ -293,8 +308,11 @@ func TestDryRunIsSilentButRecorded(t *testing.T) {
 	if !review.Response.Allowed || len(review.Response.Warnings) > 0 {
 		t.Errorf("allowed %v, warnings %q: want allowed without warnings", review.Response.Allowed, review.Response.Warnings)
 	}
-	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", "CREATE", "StatefulSet")); got != 1 {
-		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny} = %v, want 1: counted with the action it would have had", got)
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", ModeDryRun, "CREATE", "StatefulSet")); got != 1 {
+		t.Errorf("stateguard_admission_decisions_total{rule=statefulset-headless-service,action=deny,mode=dryrun} = %v, want 1: counted with the action it would have had", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("statefulset-headless-service", "deny", ModeEnforce, "CREATE", "StatefulSet")); got != 0 {
+		t.Errorf("a dryrun result counted as an enforced denial: %v", got)
 	}
 	want := []string{
 		`"level"=0 "msg"="dryrun violation" "kind"="StatefulSet" "namespace"="shop" "name"="orders-postgresql" "operation"="CREATE" ` +
@@ -342,7 +360,11 @@ func TestLookupFailures(t *testing.T) {
 			if !tt.wantAllowed && review.Response.Result.Code != http.StatusInternalServerError {
 				t.Errorf("status %d, want 500", review.Response.Result.Code)
 			}
-			if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("none", "error", "CREATE", "StatefulSet")); got != 1 {
+			mode := ModeEnforce
+			if tt.wantAllowed {
+				mode = ModeDryRun // admitted: nothing took effect
+			}
+			if got := testutil.ToFloat64(s.metrics.Decisions.WithLabelValues("none", "error", mode, "CREATE", "StatefulSet")); got != 1 {
 				t.Errorf("stateguard_admission_decisions_total{action=error} = %v, want 1", got)
 			}
 		})

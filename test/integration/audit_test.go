@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,8 +86,9 @@ func TestDryRunThenAudit(t *testing.T) {
 	clean := namespace(t, nil, nil)
 	ignored := namespace(t, map[string]string{"stateguard.io/ignore": "true"}, nil)
 	// Counted with the action it would have had.
-	counted := `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`
-	before := metricSum(t, counted)
+	counted := `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",mode="dryrun",operation="CREATE",rule="statefulset-headless-service"}`
+	enforced := `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",mode="enforce",operation="CREATE",rule="statefulset-headless-service"}`
+	before, beforeEnforced := metricSum(t, counted), metricSum(t, enforced)
 
 	workloads := statefulSetWithoutService("orders") + "---\n" + rwoClaim + "---\n" + deployment(3, "RollingUpdate") + "---\n" + exemptStatefulSet
 	_, stderr, err := kubectlIn(workloads, "apply", "-n", dirty, "-f", "-")
@@ -99,6 +101,9 @@ func TestDryRunThenAudit(t *testing.T) {
 	// orders, and cache: the built-in policy ignores its annotation.
 	if got := metricSum(t, counted) - before; got != 2 {
 		t.Errorf("%s rose by %v, want 2", counted, got)
+	}
+	if got := metricSum(t, enforced) - beforeEnforced; got != 0 {
+		t.Errorf("%s rose by %v in dryrun, want 0: nothing was refused", enforced, got)
 	}
 	logged, err := os.ReadFile(logFile)
 	if err != nil {
@@ -366,6 +371,7 @@ type policyReport struct {
 	Summary map[string]int `json:"summary"`
 	Results []struct {
 		Policy    string `json:"policy"`
+		Rule      string `json:"rule"`
 		Result    string `json:"result"`
 		Resources []struct {
 			Kind, Name string
@@ -445,10 +451,19 @@ func TestBackgroundAudit(t *testing.T) {
 	if got := metricSumAt(t, server.metricsURL, gauge); got != 1 {
 		t.Errorf("%s = %v, want 1", gauge, got)
 	}
+	// As Policy Reporter reads it: policy stateguard, rule set, a fail, and
+	// a pass for each of the StatefulSet's other three rules.
 	report := getPolicyReport(t, ns)
-	if len(report.Results) != 1 || report.Results[0].Policy != "statefulset-headless-service" || report.Results[0].Result != "fail" ||
-		len(report.Results[0].Resources) != 1 || report.Results[0].Resources[0].Name != "ledger" || report.Summary["fail"] != 1 {
-		t.Errorf("the PolicyReport: %+v, want one fail of statefulset-headless-service on ledger", report)
+	var results []string
+	for _, r := range report.Results {
+		if r.Policy != "stateguard" || len(r.Resources) != 1 || r.Resources[0].Name != "ledger" {
+			t.Errorf("a result of policy %q on %+v, want stateguard on ledger", r.Policy, r.Resources)
+		}
+		results = append(results, r.Rule+" "+r.Result)
+	}
+	want := []string{"statefulset-headless-service fail", "data-directory-unmounted pass", "statefulset-emptydir-data pass", "statefulset-shared-rwo-pvc pass"}
+	if diff := cmp.Diff(want, results); diff != "" || report.Summary["fail"] != 1 || report.Summary["pass"] != 3 {
+		t.Errorf("the PolicyReport's summary %v, results (-want +got):\n%s", report.Summary, diff)
 	}
 
 	// Two more intervals, then a restart: still one Event.
@@ -479,7 +494,7 @@ func TestBackgroundAudit(t *testing.T) {
 	if got := metricSumAt(t, server.metricsURL, gauge); got != 0 {
 		t.Errorf("after the fix, %s = %v, want no series", gauge, got)
 	}
-	if report := getPolicyReport(t, ns); len(report.Results) != 0 || report.Summary["fail"] != 0 {
-		t.Errorf("after the fix, the PolicyReport still has %+v", report)
+	if report := getPolicyReport(t, ns); len(report.Results) != 4 || report.Summary["fail"] != 0 || report.Summary["pass"] != 4 {
+		t.Errorf("after the fix, the PolicyReport has %+v, want 4 passes", report)
 	}
 }

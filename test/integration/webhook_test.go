@@ -471,13 +471,19 @@ func TestMalformedReviews(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	ns := namespace(t, nil, nil)
-	before := metricSum(t, `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`)
+	// A real denial is counted apart from what dryrun observes (TestDryRunThenAudit).
+	enforced := `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",mode="enforce",operation="CREATE",rule="statefulset-headless-service"}`
+	observed := `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",mode="dryrun",operation="CREATE",rule="statefulset-headless-service"}`
+	before, beforeObserved := metricSum(t, enforced), metricSum(t, observed)
 	mustDeny(t, ns, statefulSetWithoutService("db"))
 	mustApply(t, ns, headlessService("web")+"---\n"+statefulSet("web", ""))
-	if got := metricSum(t, `stateguard_admission_decisions_total{action="deny",kind="StatefulSet",operation="CREATE",rule="statefulset-headless-service"}`); got != before+1 {
+	if got := metricSum(t, enforced); got != before+1 {
 		t.Errorf("denials counted: %v, want %v", got, before+1)
 	}
-	if got := metricSum(t, `stateguard_admission_decisions_total{action="allow",kind="StatefulSet",operation="CREATE",rule="none"}`); got < 1 {
+	if got := metricSum(t, observed); got != beforeObserved {
+		t.Errorf("a real denial counted as a dryrun observation: %v, want %v", got, beforeObserved)
+	}
+	if got := metricSum(t, `stateguard_admission_decisions_total{action="allow",kind="StatefulSet",mode="enforce",operation="CREATE",rule="none"}`); got < 1 {
 		t.Errorf("admissions without violations counted: %v, want at least 1", got)
 	}
 	if got := metricSum(t, `controller_runtime_webhook_requests_total{code="200",webhook="/validate-apps-v1-statefulset"}`); got < 2 {
