@@ -226,7 +226,7 @@ func TestPolicyReports(t *testing.T) {
 	c := ctrlfake.NewClientBuilder().WithScheme(scheme).Build()
 	disco := &fakediscovery.FakeDiscovery{Fake: &fake.NewClientset().Fake}
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "wgpolicyk8s.io/v1alpha2", APIResources: []metav1.APIResource{{Name: "policyreports", Namespaced: true, Kind: "PolicyReport"}}}}
-	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard()}
+	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard(), PassResults: true}
 	eng := exemptingEngine(t, "rules: {statefulset-emptydir-data: {action: warn}}\n")
 	objs := &Objects{
 		StatefulSets: []*appsv1.StatefulSet{
@@ -241,7 +241,7 @@ func TestPolicyReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Write(context.Background(), rep, byPath(objs.inputs(Scope{}))); err != nil {
+		if err := r.Write(context.Background(), rep, byPath(objs.inputs(Scope{})), eng.Enabled); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -256,29 +256,51 @@ func TestPolicyReports(t *testing.T) {
 	summary := func(polr *polv1alpha2.PolicyReport) []string {
 		var out []string
 		for _, res := range polr.Results {
-			out = append(out, res.Resources[0].Name+" "+res.Policy+" "+string(res.Result)+" "+res.Properties["action"])
+			if res.Policy != ReportPolicy || res.Source != "stateguard" {
+				t.Errorf("result of policy %q, source %q: want both stateguard", res.Policy, res.Source)
+			}
+			out = append(out, res.Resources[0].Name+" "+res.Rule+" "+string(res.Result)+" "+res.Properties["action"])
 		}
 		return out
 	}
 	write()
 	shop := get("shop")
-	if diff := cmp.Diff([]string{"cache statefulset-headless-service skip exempt", "db statefulset-headless-service fail deny"}, summary(shop)); diff != "" {
+	// Violations first, then a pass for each rule a workload complies with.
+	want := []string{
+		"db statefulset-headless-service fail deny",
+		"cache statefulset-headless-service skip exempt",
+		"cache data-directory-unmounted pass ",
+		"cache statefulset-emptydir-data pass ",
+		"cache statefulset-shared-rwo-pvc pass ",
+		"db data-directory-unmounted pass ",
+		"db statefulset-emptydir-data pass ",
+		"db statefulset-shared-rwo-pvc pass ",
+	}
+	if diff := cmp.Diff(want, summary(shop)); diff != "" {
 		t.Errorf("shop (-want +got):\n%s", diff)
 	}
-	if shop.Summary != (polv1alpha2.PolicyReportSummary{Fail: 1, Skip: 1}) {
+	if shop.Summary != (polv1alpha2.PolicyReportSummary{Fail: 1, Skip: 1, Pass: 6}) {
 		t.Errorf("shop summary %+v", shop.Summary)
 	}
-	if got := shop.Results[0].Properties["exemption"]; got != `exemption "cache": a throw-away cache` {
+	if got := shop.Results[1].Properties["exemption"]; got != `exemption "cache": a throw-away cache` {
 		t.Errorf("the skipped result's exemption property is %q, want the exemption and its reason", got)
 	}
 	// In a dryrun namespace the result is what enforcing would make it.
-	if diff := cmp.Diff([]string{"trial statefulset-headless-service fail dryrun"}, summary(get("lab"))); diff != "" {
+	want = []string{"trial statefulset-headless-service fail dryrun", "trial data-directory-unmounted pass ", "trial statefulset-emptydir-data pass ", "trial statefulset-shared-rwo-pvc pass "}
+	if diff := cmp.Diff(want, summary(get("lab"))); diff != "" {
 		t.Errorf("lab (-want +got):\n%s", diff)
 	}
 
 	write()
 	if again := get("shop"); again.ResourceVersion != shop.ResourceVersion {
 		t.Errorf("an unchanged report was rewritten: resourceVersion %s -> %s", shop.ResourceVersion, again.ResourceVersion)
+	}
+
+	// Without pass results (a large cluster), the violations alone.
+	r.PassResults = false
+	write()
+	if diff := cmp.Diff(want[:1], summary(get("lab"))); diff != "" {
+		t.Errorf("lab without pass results (-want +got):\n%s", diff)
 	}
 
 	objs.StatefulSets = slices.DeleteFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Namespace == "lab" })

@@ -81,7 +81,8 @@ func (b *Background) Pass(ctx context.Context) error {
 		return err
 	}
 	in := objs.inputs(Scope{Excluded: b.Excluded})
-	rep, _, err := judgeInputs(ctx, b.Engine(), in)
+	eng := b.Engine() // one policy for the whole pass, even across a reload
+	rep, _, err := judgeInputs(ctx, eng, in)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func (b *Background) Pass(ctx context.Context) error {
 	}
 	var reportErr error
 	if b.Reports != nil {
-		reportErr = b.Reports.Write(ctx, rep, judged)
+		reportErr = b.Reports.Write(ctx, rep, judged, eng.Enabled)
 	}
 	elapsed := time.Since(start)
 	b.Metrics.LastRun.SetToCurrentTime()

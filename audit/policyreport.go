@@ -33,17 +33,24 @@ const maxReportResults = 1000
 
 // Reports writes one wgpolicyk8s.io/v1alpha2 PolicyReport per namespace
 // with results, and empties the reports of namespaces that have none left.
+// Results are as Policy Reporter reads them: source and policy stateguard,
+// rule the rule ID, one result per workload and rule.
 type Reports struct {
 	Client    client.Client // writes
 	Reader    client.Reader // reads from the API server: reports are not cached
 	Discovery discovery.DiscoveryInterface
 	Log       logr.Logger
+	// PassResults adds a pass result for each rule a workload complies
+	// with, so that compliance views count it; off for clusters whose
+	// reports would grow too large.
+	PassResults bool
 
 	crdMissingLogged bool
 }
 
-// Write brings the reports in line with rep, writing only those that changed.
-func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[string]metav1.Object) error {
+// Write brings the reports in line with rep, writing only those that
+// changed; enabled says which rules the policy judges (for pass results).
+func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[string]metav1.Object, enabled func(rule string) bool) error {
 	installed, err := r.crdInstalled()
 	if err != nil || !installed {
 		return err
@@ -54,15 +61,29 @@ func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[stri
 	}
 	wanted := map[string]*polv1alpha2.PolicyReport{}
 	now := metav1.Timestamp{Seconds: time.Now().Unix()}
-	for _, e := range rep.Results {
-		polr := wanted[e.Namespace]
+	add := func(namespace string, res polv1alpha2.PolicyReportResult) {
+		polr := wanted[namespace]
 		if polr == nil {
 			polr = &polv1alpha2.PolicyReport{ObjectMeta: metav1.ObjectMeta{
-				Name: ReportName, Namespace: e.Namespace, Labels: map[string]string{labelManagedBy: EventComponent},
+				Name: ReportName, Namespace: namespace, Labels: map[string]string{labelManagedBy: EventComponent},
 			}}
-			wanted[e.Namespace] = polr
+			wanted[namespace] = polr
 		}
-		polr.Results = append(polr.Results, reportResult(e, judged[e.Source], now))
+		polr.Results = append(polr.Results, res)
+	}
+	violated := map[string]bool{} // source and rule
+	for _, e := range rep.Results {
+		violated[e.Source+" "+e.Rule] = true
+		add(e.Namespace, reportResult(e, judged[e.Source], now))
+	}
+	if r.PassResults {
+		for _, s := range rep.Judged {
+			for _, rule := range engine.Rules {
+				if slices.Contains(rule.Kinds, s.Kind) && enabled(rule.ID) && !violated[s.Source+" "+rule.ID] {
+					add(s.Namespace, passResult(rule, s, judged[s.Source], now))
+				}
+			}
+		}
 	}
 	var errs []error
 	for i := range existing.Items {
@@ -120,7 +141,7 @@ func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1
 		action = e.Intended
 	}
 	res := polv1alpha2.PolicyReportResult{
-		Source: EventComponent, Policy: e.Rule, Category: "Stateful workloads",
+		Source: EventComponent, Policy: ReportPolicy, Rule: e.Rule, Category: reportCategory,
 		Message:    e.Field + ": " + e.Message,
 		Properties: map[string]string{"action": string(e.Action), "field": e.Field},
 		Timestamp:  now,
@@ -134,19 +155,48 @@ func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1
 	default:
 		res.Result, res.Severity = polv1alpha2.StatusWarn, polv1alpha2.SeverityMedium
 	}
-	if obj != nil {
-		res.Resources = []corev1.ObjectReference{{
-			APIVersion: judgedKinds[e.Kind].apiVersion, Kind: e.Kind,
-			Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(),
-		}}
-	}
+	res.Resources = resourceOf(e.Kind, obj)
 	return res
+}
+
+// ReportPolicy is the policy of every result: stateguard's rules are the
+// rules of one policy, as Policy Reporter groups them.
+const ReportPolicy = "stateguard"
+
+const reportCategory = "Stateful workloads"
+
+// passResult says a workload complies with a rule.
+func passResult(rule engine.Rule, s report.Subject, obj metav1.Object, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
+	return polv1alpha2.PolicyReportResult{
+		Source: EventComponent, Policy: ReportPolicy, Rule: rule.ID, Category: reportCategory,
+		Result: polv1alpha2.StatusPass, Severity: polv1alpha2.SeverityInfo, Scored: true,
+		Message:   "compliant: " + rule.Summary,
+		Resources: resourceOf(s.Kind, obj),
+		Timestamp: now,
+	}
+}
+
+func resourceOf(kind string, obj metav1.Object) []corev1.ObjectReference {
+	if obj == nil {
+		return nil
+	}
+	return []corev1.ObjectReference{{
+		APIVersion: judgedKinds[kind].apiVersion, Kind: kind,
+		Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(),
+	}}
+}
+
+// statusOrder ranks results for the size limit: violations are kept
+// before passes.
+var statusOrder = map[polv1alpha2.PolicyResult]int{
+	polv1alpha2.StatusFail: 0, polv1alpha2.StatusError: 1, polv1alpha2.StatusWarn: 2, polv1alpha2.StatusSkip: 3, polv1alpha2.StatusPass: 4,
 }
 
 // finish sorts the results, counts them and trims them to the size limit.
 func finish(polr *polv1alpha2.PolicyReport) {
 	slices.SortStableFunc(polr.Results, func(a, b polv1alpha2.PolicyReportResult) int {
-		return cmp.Or(cmp.Compare(resourceKey(a), resourceKey(b)), cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Message, b.Message))
+		return cmp.Or(cmp.Compare(statusOrder[a.Result], statusOrder[b.Result]),
+			cmp.Compare(resourceKey(a), resourceKey(b)), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
 	})
 	polr.Summary = polv1alpha2.PolicyReportSummary{}
 	for _, res := range polr.Results {
@@ -157,6 +207,8 @@ func finish(polr *polv1alpha2.PolicyReport) {
 			polr.Summary.Warn++
 		case polv1alpha2.StatusSkip:
 			polr.Summary.Skip++
+		case polv1alpha2.StatusPass:
+			polr.Summary.Pass++
 		}
 	}
 	if len(polr.Results) > maxReportResults {

@@ -119,6 +119,9 @@ func (e *Engine) Enforcement() Action { return e.settings.Enforcement }
 
 func (e *Engine) enabled(rule string) bool { return e.settings.Actions[rule] != ActionOff }
 
+// Enabled says whether the policy judges a rule at all (its action is not off).
+func (e *Engine) Enabled(rule string) bool { return e.enabled(rule) }
+
 // violation is a rule's finding before actions are resolved.
 type violation struct {
 	rule string

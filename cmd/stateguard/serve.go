@@ -54,6 +54,7 @@ type serveOptions struct {
 	leaderElect                                                 bool
 	auditInterval                                               time.Duration
 	excluded, auditLedger                                       string
+	passResults                                                 bool
 	limits                                                      webhook.Limits
 	shutdownDelay                                               time.Duration
 	memoryLimit                                                 int64
@@ -73,6 +74,7 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "the address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas (Lease stateguard.io in --namespace) for the background audit and self-managed certificate rotation; losing the Lease stops that work, never the webhook")
 	fs.DurationVar(&o.auditInterval, "audit-interval", 0, "how often to audit the cluster in the background, on the elected leader (0 disables it)")
+	fs.BoolVar(&o.passResults, "policy-report-pass-results", true, "the background audit's PolicyReports hold a pass result for each rule a workload complies with (false: violations only, for large clusters)")
 	fs.StringVar(&o.auditLedger, "audit-ledger", "stateguard-audit", "the ConfigMap (in --namespace) where the background audit records which violations have had their Event, so that none is recorded twice")
 	fs.StringVar(&o.excluded, "exclude-namespaces", strings.Join(audit.DefaultExcludedNamespaces, ","), "the namespaces the background audit skips, comma-separated: those the webhook configurations exclude")
 	fs.StringVar(&o.certSecret, "cert-secret", "", "self-managed TLS: keep a generated CA and serving certificate in this Secret (mounted at --cert-dir), renew them, and inject the CA into the webhook configurations")
@@ -127,6 +129,7 @@ func (o *serveOptions) server() server.Options {
 		ConfigFile: o.configFile, CertDir: o.certDir, Certificate: o.certificate, CertificateNamespace: o.namespace,
 		AuditInterval: o.auditInterval, ExcludedNamespaces: commalist.Split(o.excluded),
 		AuditLedger:    types.NamespacedName{Namespace: o.namespace, Name: o.auditLedger},
+		PassResults:    o.passResults,
 		Limits:         o.limits,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.namespace,
 		MutatingWebhookConfiguration: o.mutatingWebhookConfiguration,

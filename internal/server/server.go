@@ -62,6 +62,8 @@ type Options struct {
 	AuditInterval      time.Duration
 	ExcludedNamespaces []string
 	AuditLedger        types.NamespacedName
+	// PassResults adds pass results to the audit's PolicyReports.
+	PassResults bool
 	// LeaderElection has one replica at a time audit and rotate the
 	// certificate, electing it with the Lease in LeaderElectionNamespace.
 	LeaderElection          bool
@@ -249,7 +251,7 @@ func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 		Ledger:   &audit.Ledger{ConfigMaps: clientset.CoreV1(), Namespace: opts.AuditLedger.Namespace, Name: opts.AuditLedger.Name},
 		Reports: &audit.Reports{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
-			Discovery: clientset.Discovery(), Log: log.WithName("policyreports"),
+			Discovery: clientset.Discovery(), Log: log.WithName("policyreports"), PassResults: opts.PassResults,
 		},
 		Metrics: audit.NewMetrics(ctrlmetrics.Registry),
 		Log:     log,
