@@ -21,6 +21,7 @@ type Policy struct {
 	file         string
 	current      atomic.Pointer[engine.Engine]
 	loaded       []byte
+	rejected     string // the content, or read error, of the last bad reload
 	defaulting   bool // a mutating webhook configuration sends StatefulSets
 	reloadErrors prometheus.Counter
 	log          logr.Logger
@@ -90,9 +91,20 @@ func (p *Policy) Start(ctx context.Context) error {
 	}
 }
 
+// reload applies a changed file. One edit of a mounted ConfigMap raises
+// several events (the new directory, the symlink swap, the old directory's
+// removal): a file already rejected is neither counted nor logged again.
 func (p *Policy) reload() {
 	data, err := os.ReadFile(p.file)
 	if err == nil && bytes.Equal(data, p.loaded) {
+		p.rejected = ""
+		return
+	}
+	attempt := string(data)
+	if err != nil {
+		attempt = "error: " + err.Error()
+	}
+	if attempt == p.rejected {
 		return
 	}
 	var cfg *config.Config
@@ -100,10 +112,12 @@ func (p *Policy) reload() {
 		cfg, err = config.Parse(data)
 	}
 	if err != nil {
+		p.rejected = attempt
 		p.reloadErrors.Inc()
 		p.log.Error(err, "the new configuration is not valid; keeping the last good one", "file", p.file)
 		return
 	}
+	p.rejected = ""
 	p.use(cfg, data)
 	p.log.Info("configuration reloaded", "file", p.file)
 }
