@@ -85,6 +85,8 @@ const (
 	certSettle     = 20 * time.Second
 	certCheckEvery = time.Hour
 	certRetry      = 10 * time.Second
+	// certConflictRetry paces the reads after another replica's write.
+	certConflictRetry = 500 * time.Millisecond
 )
 
 func (*certRotator) NeedLeaderElection() bool { return false }
@@ -96,7 +98,13 @@ func (r *certRotator) Start(ctx context.Context) error {
 	r.watch(ctx, changes)
 	for {
 		next, err := r.reconcile(ctx)
-		if err != nil {
+		switch {
+		case apierrors.IsConflict(err):
+			// Another replica wrote first (every fresh start of two
+			// replicas races so): read what it wrote and go on.
+			r.log.V(1).Info("another replica updated the certificate first; reading it again", "reason", err.Error())
+			next = certConflictRetry
+		case err != nil:
 			r.log.Error(err, "rotating the self-managed certificate; retrying", "secret", r.Namespace+"/"+r.Secret, "in", certRetry)
 			next = certRetry
 		}

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 // rotation drives a certRotator on a fake API and a fake clock, and checks
@@ -289,5 +294,43 @@ func TestCertRotatorNamesTheMissingSecret(t *testing.T) {
 	_, err := rt.r.reconcile(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "sg/sg-tls is gone (`helm upgrade`") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestCertRotatorTakesAnotherReplicasWriteQuietly: two replicas starting
+// together race to write the Secret; the one that loses reads the winner's
+// write and goes on without logging an error.
+func TestCertRotatorTakesAnotherReplicasWriteQuietly(t *testing.T) {
+	rt := newRotation(t, "sg")
+	lost := false
+	rt.api.PrependReactor("update", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if lost {
+			return false, nil, nil
+		}
+		lost = true
+		return true, nil, apierrors.NewConflict(corev1.Resource("secrets"), "sg-tls", errors.New("the object has been modified"))
+	})
+	var errorsLogged []string
+	rt.r.log = funcr.New(func(_, args string) {
+		if strings.Contains(args, `"error"=`) {
+			errorsLogged = append(errorsLogged, args)
+		}
+	}, funcr.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- rt.r.Start(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rt.secret().Data[corev1.TLSCertKey]) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !lost || len(rt.secret().Data[corev1.TLSCertKey]) == 0 {
+		t.Fatalf("conflict returned: %v; certificate written after it: %v", lost, len(rt.secret().Data[corev1.TLSCertKey]) > 0)
+	}
+	if len(errorsLogged) > 0 {
+		t.Errorf("a lost race was logged as an error: %q", errorsLogged)
 	}
 }
