@@ -22,7 +22,7 @@ type Policy struct {
 	current      atomic.Pointer[engine.Engine]
 	loaded       []byte
 	rejected     string // the content, or read error, of the last bad reload
-	defaulting   bool // a mutating webhook configuration sends StatefulSets
+	defaulting   bool   // a mutating webhook configuration sends StatefulSets
 	reloadErrors prometheus.Counter
 	log          logr.Logger
 }
