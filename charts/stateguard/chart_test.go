@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,12 +17,17 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/stateguard/stateguard/config"
@@ -43,7 +50,13 @@ type rendered map[string]string
 
 func render(t *testing.T, args ...string) rendered {
 	t.Helper()
-	out, err := run(t, args...)
+	return renderChart(t, ".", args...)
+}
+
+// renderChart renders the chart in dir as release sg in namespace.
+func renderChart(t *testing.T, dir string, args ...string) rendered {
+	t.Helper()
+	out, err := runChart(t, dir, args...)
 	if err != nil {
 		t.Fatalf("helm template %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -65,7 +78,12 @@ func render(t *testing.T, args ...string) rendered {
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(helm(t), append([]string{"template", release, ".", "--namespace", namespace}, args...)...).CombinedOutput()
+	return runChart(t, ".", args...)
+}
+
+func runChart(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(helm(t), append([]string{"template", release, dir, "--namespace", namespace}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
@@ -98,6 +116,10 @@ func TestLint(t *testing.T) {
 	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true").CombinedOutput(); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
+	if out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "metrics.serviceMonitor.enabled=true", "--set", "grafanaDashboard.enabled=true",
+		"--set", "prometheusRule.enabled=true", "--set", "hostNetwork=true").CombinedOutput(); err != nil {
+		t.Fatalf("helm lint with the monitoring objects: %v\n%s", err, out)
+	}
 }
 
 func TestObjectsPerMode(t *testing.T) {
@@ -126,6 +148,8 @@ func TestObjectsPerMode(t *testing.T) {
 			extra: []string{"ClusterRoleBinding/sg-stateguard-metrics-reader", "Secret/sg-stateguard-tls"}},
 		{name: "plain HTTP metrics", args: []string{"--set", "metrics.secure=false"},
 			extra: []string{"Secret/sg-stateguard-tls"}, drop: []string{"ClusterRole/sg-stateguard-metrics-reader"}},
+		{name: "Grafana dashboard and PrometheusRule", args: []string{"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.enabled=true"},
+			extra: []string{"ConfigMap/sg-stateguard-dashboard", "PrometheusRule/sg-stateguard", "Secret/sg-stateguard-tls"}},
 		{name: "the PolicyReport CRD", args: []string{"--set", "certManager.enabled=false", "--set", "audit.policyReports.installCRD=true"},
 			extra: []string{"CustomResourceDefinition/policyreports.wgpolicyk8s.io", "Secret/sg-stateguard-tls"}},
 	} {
@@ -286,18 +310,7 @@ func TestOnlyTheAPIServerTalksToTheWebhook(t *testing.T) {
 	}) {
 		t.Errorf("volumes %+v: want the client CA's ConfigMap", pod.Volumes)
 	}
-	// The shape of the Prometheus Operator's ServiceMonitor that the chart uses.
-	var sm struct {
-		metav1.TypeMeta `json:",inline"`
-		Metadata        metav1.ObjectMeta `json:"metadata"`
-		Spec            struct {
-			Selector  metav1.LabelSelector `json:"selector"`
-			Endpoints []struct {
-				Port, Path, Scheme, BearerTokenFile string
-				TLSConfig                           struct{ InsecureSkipVerify bool } `json:"tlsConfig"`
-			} `json:"endpoints"`
-		} `json:"spec"`
-	}
+	var sm serviceMonitor
 	r.get(t, "ServiceMonitor/sg-stateguard", &sm)
 	if e := sm.Spec.Endpoints[0]; e.Port != "https-metrics" || e.Scheme != "https" || e.BearerTokenFile == "" || !e.TLSConfig.InsecureSkipVerify {
 		t.Errorf("ServiceMonitor endpoint %+v: want https with Prometheus's token", e)
@@ -575,6 +588,19 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"exemptions[0].name=x,exemptions[0].rules[0]=statefulset-headless,exemptions[0].reason=r,exemptions[0].names[0]=db", "/exemptions/0/rules/0"},
 		{"objectExemptionGrantors.serviceAccounts[0]=argocd-application-controller", "/objectExemptionGrantors/serviceAccounts/0"},
 		{"audit.policyReport.installCRD=true", "additional properties 'policyReport' not allowed"},
+		// A Pod label the selector uses would leave the Deployment without its Pods.
+		{"podLabels.app\\.kubernetes\\.io/name=other", "/podLabels"},
+		{"podLabels.app\\.kubernetes\\.io/instance=other", "/podLabels"},
+		{"hostNetwork=yes", "/hostNetwork"},
+		{"webhook.port=0", "/webhook/port"},
+		{"metrics.port=70000", "/metrics/port"},
+		{"extraArgs[0]=", "/extraArgs/0"},
+		{"extraEnv[0].value=x", "missing property 'name'"},
+		{"service.annotation.a=b", "additional properties 'annotation' not allowed"},
+		{"metrics.serviceMonitor.interval=5 minutes", "/metrics/serviceMonitor/interval"},
+		{"grafanaDashboard.label.a=b", "additional properties 'label' not allowed"},
+		{"prometheusRule.webhookErrorRatio=2", "/prometheusRule/webhookErrorRatio"},
+		{"prometheusRule.certificateExpiryDays=0", "/prometheusRule/certificateExpiryDays"},
 	} {
 		out, err := run(t, append([]string{"--set", tt.set}, withCertManager...)...)
 		if err == nil || !strings.Contains(out, tt.want) {
@@ -648,6 +674,561 @@ func TestValuesFollowTheRules(t *testing.T) {
 		}
 		if action := values.Rules[r.ID]["action"]; action != string(r.DefaultAction) {
 			t.Errorf("values.yaml: rules.%s.action is %v, the rule's default is %s", r.ID, action, r.DefaultAction)
+		}
+	}
+}
+
+// TestUmbrellaChart renders stateguard as the subchart of another chart:
+// Helm passes it the umbrella's global values, which the schema must
+// accept, and the values set under stateguard: must reach it.
+func TestUmbrellaChart(t *testing.T) {
+	var chart struct{ Version string }
+	data, err := os.ReadFile("Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &chart); err != nil {
+		t.Fatal(err)
+	}
+	umbrella := t.TempDir()
+	if err := os.CopyFS(filepath.Join(umbrella, "charts", "stateguard"), os.DirFS(".")); err != nil {
+		t.Fatal(err)
+	}
+	for file, content := range map[string]string{
+		"Chart.yaml": fmt.Sprintf("apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - {name: stateguard, version: %q}\n", chart.Version),
+		// Umbrella charts commonly share settings through global.
+		"values.yaml": "global: {clusterName: test, imageRegistry: registry.example.com}\nstateguard: {logLevel: debug}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(umbrella, file), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := renderChart(t, umbrella, "--set", "stateguard.enforcement=warn")
+	var cm corev1.ConfigMap
+	r.get(t, "ConfigMap/sg-stateguard", &cm)
+	cfg, err := config.Parse([]byte(cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("the rendered config does not parse: %v", err)
+	}
+	if cfg.Enforcement != engine.ActionWarn {
+		t.Errorf("enforcement %q, want warn from --set stateguard.enforcement=warn", cfg.Enforcement)
+	}
+	var d appsv1.Deployment
+	r.get(t, "Deployment/sg-stateguard", &d)
+	if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--zap-log-level=debug") {
+		t.Errorf("args %q: want the umbrella's values.yaml logLevel debug", args)
+	}
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	r.get(t, "ValidatingWebhookConfiguration/sg-stateguard", &v)
+	if svc := v.Webhooks[0].ClientConfig.Service; svc == nil || svc.Name != "sg-stateguard" || svc.Namespace != namespace {
+		t.Errorf("clientConfig.service %+v: want sg-stateguard in %s", svc, namespace)
+	}
+}
+
+// TestNameOverrides: with fullnameOverride every object, and every name
+// that refers to one, follows; nothing keeps the default prefix.
+func TestNameOverrides(t *testing.T) {
+	args := append([]string{"--set", "fullnameOverride=guard", "--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+		"--set", "metrics.readers[0].namespace=monitoring,metrics.readers[0].name=prometheus", "--set", "grafanaDashboard.enabled=true",
+		"--set", "prometheusRule.enabled=true"}, append(withDefault, withCertManager...)...)
+	out, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "sg-stateguard") {
+		t.Errorf("the default prefix sg-stateguard is still rendered with fullnameOverride=guard:\n%s", out)
+	}
+	r := render(t, args...)
+	for _, key := range r.keys() {
+		if _, name, _ := strings.Cut(key, "/"); name != "guard" && !strings.HasPrefix(name, "guard-") {
+			t.Errorf("%s is not named after fullnameOverride", key)
+		}
+	}
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	r.get(t, "ValidatingWebhookConfiguration/guard", &v)
+	r.get(t, "MutatingWebhookConfiguration/guard", &m)
+	services := []*admissionregistrationv1.ServiceReference{m.Webhooks[0].ClientConfig.Service}
+	for _, w := range v.Webhooks {
+		services = append(services, w.ClientConfig.Service)
+	}
+	for _, svc := range services {
+		if svc == nil || svc.Name != "guard" {
+			t.Errorf("clientConfig.service %+v, want Service guard", svc)
+		}
+	}
+	if got := v.Annotations["cert-manager.io/inject-ca-from"]; got != namespace+"/guard" {
+		t.Errorf("inject-ca-from %q, want %s/guard", got, namespace)
+	}
+	var cert struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+		Spec     struct {
+			SecretName string   `json:"secretName"`
+			DNSNames   []string `json:"dnsNames"`
+			IssuerRef  struct{ Name string }
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(r["Certificate/guard"]), &cert); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"guard." + namespace + ".svc", "guard." + namespace + ".svc.cluster.local"}; !slices.Equal(cert.Spec.DNSNames, want) ||
+		cert.Spec.SecretName != "guard-tls" || cert.Spec.IssuerRef.Name != "guard-selfsigned" {
+		t.Errorf("Certificate spec %+v: want DNS names %q, Secret guard-tls, Issuer guard-selfsigned", cert.Spec, want)
+	}
+	for _, key := range []string{"ClusterRoleBinding/guard", "RoleBinding/guard"} {
+		var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields
+		r.get(t, key, &b)
+		if b.RoleRef.Name != "guard" || len(b.Subjects) != 1 || b.Subjects[0].Name != "guard" || b.Subjects[0].Namespace != namespace {
+			t.Errorf("%s: roleRef %+v, subjects %+v: want ServiceAccount guard bound to guard", key, b.RoleRef, b.Subjects)
+		}
+	}
+	var d appsv1.Deployment
+	r.get(t, "Deployment/guard", &d)
+	if d.Spec.Template.Spec.ServiceAccountName != "guard" {
+		t.Errorf("serviceAccountName %q, want guard", d.Spec.Template.Spec.ServiceAccountName)
+	}
+
+	// nameOverride replaces the chart's name, in names and in the name label.
+	r = render(t, "--set", "nameOverride=guard")
+	var named appsv1.Deployment
+	r.get(t, "Deployment/sg-guard", &named)
+	if got := named.Spec.Selector.MatchLabels["app.kubernetes.io/name"]; got != "guard" {
+		t.Errorf("selector app.kubernetes.io/name %q, want guard", got)
+	}
+	var svc corev1.Service
+	r.get(t, "Service/sg-guard", &svc)
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(named.Spec.Template.Labels)) {
+		t.Errorf("the Service's selector %v does not select the Pods %v", svc.Spec.Selector, named.Spec.Template.Labels)
+	}
+}
+
+func TestPodValues(t *testing.T) {
+	r := render(t, "--set", "podAnnotations.example\\.com/team=storage", "--set", "podLabels.team=storage",
+		"--set", "extraArgs[0]=--kube-api-qps=100", "--set", "extraEnv[0].name=GODEBUG,extraEnv[0].value=http2client=0",
+		"--set", "extraEnv[1].name=NODE,extraEnv[1].valueFrom.fieldRef.fieldPath=spec.nodeName",
+		"--set", "revisionHistoryLimit=3", "--set", "service.annotations.example\\.com/owner=platform")
+	var d appsv1.Deployment
+	r.get(t, "Deployment/sg-stateguard", &d)
+	pod := d.Spec.Template
+	if pod.Annotations["example.com/team"] != "storage" || pod.Annotations["checksum/config"] == "" {
+		t.Errorf("pod annotations %v: want example.com/team and checksum/config", pod.Annotations)
+	}
+	if pod.Labels["team"] != "storage" || pod.Labels["app.kubernetes.io/version"] == "" {
+		t.Errorf("pod labels %v: want team beside the chart's", pod.Labels)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || !selector.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("selector %v (err %v) does not select the Pod labels %v", d.Spec.Selector, err, pod.Labels)
+	}
+	c := pod.Spec.Containers[0]
+	// Appended, so that a repeated flag overrides the chart's.
+	if last := c.Args[len(c.Args)-1]; last != "--kube-api-qps=100" {
+		t.Errorf("last arg %q, want --kube-api-qps=100", last)
+	}
+	wantEnv := []corev1.EnvVar{
+		{Name: "GODEBUG", Value: "http2client=0"},
+		{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+	}
+	if len(c.Env) < 2 || !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MEMORY_LIMIT" }) {
+		t.Errorf("env %+v: want the chart's MEMORY_LIMIT kept", c.Env)
+	} else if diff := cmp.Diff(wantEnv, c.Env[len(c.Env)-2:]); diff != "" {
+		t.Errorf("extraEnv (-want +got):\n%s", diff)
+	}
+	if d.Spec.RevisionHistoryLimit == nil || *d.Spec.RevisionHistoryLimit != 3 {
+		t.Errorf("revisionHistoryLimit %v, want 3", d.Spec.RevisionHistoryLimit)
+	}
+	var svc corev1.Service
+	r.get(t, "Service/sg-stateguard", &svc)
+	if svc.Annotations["example.com/owner"] != "platform" {
+		t.Errorf("webhook Service annotations %v, want example.com/owner", svc.Annotations)
+	}
+
+	// The defaults add nothing.
+	var plain appsv1.Deployment
+	render(t).get(t, "Deployment/sg-stateguard", &plain)
+	if len(plain.Spec.Template.Annotations) != 1 || *plain.Spec.RevisionHistoryLimit != 10 || len(plain.Spec.Template.Spec.Containers[0].Env) != 2 {
+		t.Errorf("defaults: annotations %v, revisionHistoryLimit %d, env %+v", plain.Spec.Template.Annotations, *plain.Spec.RevisionHistoryLimit, plain.Spec.Template.Spec.Containers[0].Env)
+	}
+}
+
+// TestHostNetwork: on the node's network the ports are the node's, so they
+// are configurable, and the Service still reaches the webhook's.
+func TestHostNetwork(t *testing.T) {
+	for _, tt := range []struct {
+		name                    string
+		args                    []string
+		host                    bool
+		webhook, metrics, probe int32
+	}{
+		{name: "default", webhook: 9443, metrics: 8080, probe: 8081},
+		{name: "host network", args: []string{"--set", "hostNetwork=true", "--set", "webhook.port=10260", "--set", "metrics.port=10261", "--set", "healthPort=10262"},
+			host: true, webhook: 10260, metrics: 10261, probe: 10262},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := render(t, tt.args...)
+			var d appsv1.Deployment
+			r.get(t, "Deployment/sg-stateguard", &d)
+			pod := d.Spec.Template.Spec
+			if pod.HostNetwork != tt.host || (pod.DNSPolicy == corev1.DNSClusterFirstWithHostNet) != tt.host {
+				t.Errorf("hostNetwork %v, dnsPolicy %q: want hostNetwork %v with ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy, tt.host)
+			}
+			c := pod.Containers[0]
+			for _, want := range []string{fmt.Sprintf("--port=%d", tt.webhook), fmt.Sprintf("--metrics-bind-address=:%d", tt.metrics), fmt.Sprintf("--health-probe-bind-address=:%d", tt.probe)} {
+				if !slices.Contains(c.Args, want) {
+					t.Errorf("args %q lack %s", c.Args, want)
+				}
+			}
+			ports := map[string]int32{}
+			for _, p := range c.Ports {
+				ports[p.Name] = p.ContainerPort
+			}
+			if want := map[string]int32{"webhook": tt.webhook, "metrics": tt.metrics, "health": tt.probe}; !maps.Equal(ports, want) {
+				t.Errorf("container ports %v, want %v", ports, want)
+			}
+			for _, key := range []string{"Service/sg-stateguard", "Service/sg-stateguard-metrics"} {
+				var svc corev1.Service
+				r.get(t, key, &svc)
+				target := svc.Spec.Ports[0].TargetPort
+				if _, named := ports[target.StrVal]; target.Type != intstr.String || !named {
+					t.Errorf("%s targets %s, want a named port of the container", key, target.String())
+				}
+			}
+			// A surge Pod on the host's network needs a node with free ports.
+			if u := d.Spec.Strategy.RollingUpdate; tt.host && (u.MaxSurge.IntValue() != 0 || u.MaxUnavailable.IntValue() != 1) {
+				t.Errorf("rollout %+v: want maxSurge 0 and maxUnavailable 1 on the host's network", u)
+			}
+		})
+	}
+}
+
+// serviceMonitor is the shape of the Prometheus Operator's ServiceMonitor
+// that the chart uses.
+type serviceMonitor struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port, Path, Scheme, BearerTokenFile, Interval, ScrapeTimeout string
+			HonorLabels                                                  bool
+			TLSConfig                                                    struct{ InsecureSkipVerify bool } `json:"tlsConfig"`
+			Relabelings, MetricRelabelings                               []map[string]any
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+func TestServiceMonitorValues(t *testing.T) {
+	r := render(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=kps",
+		"--set", "metrics.serviceMonitor.interval=15s", "--set", "metrics.serviceMonitor.scrapeTimeout=10s",
+		"--set", "metrics.serviceMonitor.relabelings[0].targetLabel=cluster,metrics.serviceMonitor.relabelings[0].replacement=prod",
+		"--set", "metrics.serviceMonitor.metricRelabelings[0].action=drop,metrics.serviceMonitor.metricRelabelings[0].regex=go_gc_.*",
+		"--set", "metrics.serviceMonitor.metricRelabelings[0].sourceLabels[0]=__name__")
+	var sm serviceMonitor
+	r.get(t, "ServiceMonitor/sg-stateguard", &sm)
+	// kube-prometheus-stack's Prometheus selects ServiceMonitors by release.
+	if sm.Metadata.Labels["release"] != "kps" || sm.Metadata.Labels["app.kubernetes.io/instance"] != release {
+		t.Errorf("labels %v: want release=kps beside the chart's", sm.Metadata.Labels)
+	}
+	e := sm.Spec.Endpoints[0]
+	if e.Interval != "15s" || e.ScrapeTimeout != "10s" || !e.HonorLabels {
+		t.Errorf("endpoint %+v: want interval 15s, scrapeTimeout 10s, honorLabels", e)
+	}
+	wantRelabel := []map[string]any{{"targetLabel": "cluster", "replacement": "prod"}}
+	wantMetric := []map[string]any{{"action": "drop", "regex": "go_gc_.*", "sourceLabels": []any{"__name__"}}}
+	if diff := cmp.Diff(wantRelabel, e.Relabelings); diff != "" {
+		t.Errorf("relabelings (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantMetric, e.MetricRelabelings); diff != "" {
+		t.Errorf("metricRelabelings (-want +got):\n%s", diff)
+	}
+	var svc corev1.Service
+	r.get(t, "Service/sg-stateguard-metrics", &svc)
+	if !labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(svc.Labels)) {
+		t.Errorf("the ServiceMonitor's selector %v does not select the metrics Service %v", sm.Spec.Selector.MatchLabels, svc.Labels)
+	}
+
+	// Unset, they leave Prometheus's defaults.
+	var plain serviceMonitor
+	render(t, "--set", "metrics.serviceMonitor.enabled=true").get(t, "ServiceMonitor/sg-stateguard", &plain)
+	if e := plain.Spec.Endpoints[0]; e.Interval != "" || e.ScrapeTimeout != "" || e.Relabelings != nil || e.MetricRelabelings != nil {
+		t.Errorf("endpoint %+v: want no interval, timeout or relabelings by default", e)
+	}
+}
+
+// dashboardPanel is what the tests read of a Grafana panel; rows hold panels.
+type dashboardPanel struct {
+	Type, Title string
+	Datasource  *struct{ Type, UID string }
+	Targets     []struct{ Expr string }
+	Panels      []dashboardPanel
+}
+
+func readDashboard(t *testing.T, data []byte) (panels []dashboardPanel) {
+	t.Helper()
+	var dash struct {
+		SchemaVersion int
+		UID, Title    string
+		Panels        []dashboardPanel
+		Templating    struct {
+			List []struct{ Name, Type, Query any }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	if dash.SchemaVersion < 39 || dash.UID == "" || dash.Title == "" {
+		t.Errorf("schemaVersion %d, uid %q, title %q", dash.SchemaVersion, dash.UID, dash.Title)
+	}
+	if !slices.ContainsFunc(dash.Templating.List, func(v struct{ Name, Type, Query any }) bool {
+		return v.Name == "datasource" && v.Type == "datasource" && v.Query == "prometheus"
+	}) {
+		t.Errorf("templating %+v: want a datasource variable of Prometheus data sources", dash.Templating.List)
+	}
+	var walk func([]dashboardPanel)
+	walk = func(ps []dashboardPanel) {
+		for _, p := range ps {
+			if p.Type != "row" {
+				panels = append(panels, p)
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(dash.Panels)
+	return panels
+}
+
+func TestGrafanaDashboard(t *testing.T) {
+	r := render(t, "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.namespace=monitoring",
+		"--set", "grafanaDashboard.annotations.grafana_folder=Stateguard")
+	var cm corev1.ConfigMap
+	r.get(t, "ConfigMap/sg-stateguard-dashboard", &cm)
+	if cm.Namespace != "monitoring" || cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "Stateguard" {
+		t.Errorf("namespace %q, labels %v, annotations %v: want monitoring, grafana_dashboard=1, the folder", cm.Namespace, cm.Labels, cm.Annotations)
+	}
+	want, err := os.ReadFile(filepath.Join("dashboards", "stateguard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cm.Data["stateguard.json"]; got != strings.TrimSpace(string(want)) {
+		t.Errorf("the ConfigMap's stateguard.json is not dashboards/stateguard.json")
+	}
+	panels := readDashboard(t, []byte(cm.Data["stateguard.json"]))
+	if len(panels) == 0 {
+		t.Fatal("the dashboard has no panels")
+	}
+	for _, p := range panels {
+		if p.Datasource == nil || p.Datasource.Type != "prometheus" || p.Datasource.UID != "${datasource}" {
+			t.Errorf("panel %q: datasource %+v, want the ${datasource} variable", p.Title, p.Datasource)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+	}
+
+	// The sidecar's label is configurable, and the release namespace is the default.
+	var relabelled corev1.ConfigMap
+	render(t, "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.labels.grafana_dashboard=null", "--set", "grafanaDashboard.labels.dashboards=stateguard").
+		get(t, "ConfigMap/sg-stateguard-dashboard", &relabelled)
+	if _, ok := relabelled.Labels["grafana_dashboard"]; ok || relabelled.Labels["dashboards"] != "stateguard" || relabelled.Namespace != namespace {
+		t.Errorf("labels %v, namespace %q: want only dashboards=stateguard, in %s", relabelled.Labels, relabelled.Namespace, namespace)
+	}
+}
+
+// prometheusRule is what the tests read of the PrometheusRule: its spec is
+// a Prometheus rule file, which rulefmt parses.
+type prometheusRule struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            json.RawMessage   `json:"spec"`
+}
+
+// alertRules renders the PrometheusRule and parses its groups with
+// Prometheus's own rule parser, which checks each expression and the
+// templates of labels and annotations.
+func alertRules(t *testing.T, args ...string) (prometheusRule, map[string]rulefmt.Rule) {
+	t.Helper()
+	var pr prometheusRule
+	render(t, append([]string{"--set", "prometheusRule.enabled=true"}, args...)...).get(t, "PrometheusRule/sg-stateguard", &pr)
+	// JSON is YAML; rulefmt refuses unknown fields.
+	groups, errs := rulefmt.Parse(pr.Spec, false, model.LegacyValidation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	for _, err := range errs {
+		t.Errorf("the PrometheusRule's groups: %v", err)
+	}
+	if len(errs) > 0 {
+		t.FailNow()
+	}
+	rules := map[string]rulefmt.Rule{}
+	for _, g := range groups.Groups {
+		for _, rule := range g.Rules {
+			rules[rule.Alert] = rule
+		}
+	}
+	return pr, rules
+}
+
+func TestPrometheusRule(t *testing.T) {
+	runbooks, err := os.ReadFile(filepath.Join("..", "..", "docs", "alerts.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, rules := alertRules(t, "--set", "prometheusRule.labels.release=kps", "--set", "prometheusRule.additionalLabels.team=storage",
+		// --set reads 0.05 as a string.
+		"--set-json", "prometheusRule.webhookErrorRatio=0.05", "--set", "prometheusRule.certificateExpiryDays=20", "--set", "audit.interval=1h")
+	if pr.Metadata.Labels["release"] != "kps" || pr.Metadata.Namespace != namespace {
+		t.Errorf("labels %v, namespace %q: want release=kps, in %s", pr.Metadata.Labels, pr.Metadata.Namespace, namespace)
+	}
+	wantAlerts := []string{"StateguardAuditNotRunning", "StateguardCertificateExpiring", "StateguardCertificateNotReady",
+		"StateguardConfigReloadFailing", "StateguardNoReadyReplicas", "StateguardWebhookErrors"}
+	if diff := cmp.Diff(wantAlerts, slices.Sorted(maps.Keys(rules))); diff != "" {
+		t.Errorf("alerts (-want +got):\n%s", diff)
+	}
+	for name, rule := range rules {
+		if rule.Labels["team"] != "storage" || rule.Labels["severity"] == "" {
+			t.Errorf("%s: labels %v, want a severity and team=storage", name, rule.Labels)
+		}
+		if rule.Annotations["summary"] == "" || rule.Annotations["description"] == "" {
+			t.Errorf("%s: annotations %v, want a summary and a description", name, rule.Annotations)
+		}
+		anchor := strings.ToLower(name)
+		if got, want := rule.Annotations["runbook_url"], "https://github.com/stateguard/stateguard/blob/main/docs/alerts.md#"+anchor; got != want {
+			t.Errorf("%s: runbook_url %q, want %q", name, got, want)
+		}
+		if !bytes.Contains(runbooks, []byte("\n## "+name+"\n")) {
+			t.Errorf("%s: docs/alerts.md has no section ## %s (anchor #%s)", name, name, anchor)
+		}
+	}
+	// The thresholds from values, and 3 audit intervals of an hour.
+	for name, want := range map[string]string{
+		"StateguardWebhookErrors":       "> 0.05",
+		"StateguardCertificateExpiring": "< 20 * 86400",
+		"StateguardAuditNotRunning":     "> 10800",
+		"StateguardNoReadyReplicas":     `kube_deployment_status_replicas_available{namespace="` + namespace + `",deployment="sg-stateguard"}`,
+		"StateguardConfigReloadFailing": `job="sg-stateguard-metrics",namespace="` + namespace + `"`,
+	} {
+		if !strings.Contains(rules[name].Expr, want) {
+			t.Errorf("%s: expr %q lacks %q", name, rules[name].Expr, want)
+		}
+	}
+
+	// Short audit intervals are held to 5 minutes, so that scrapes do not
+	// make the alert fire; with the audit off it is not rendered.
+	for _, tt := range []struct {
+		interval, want string
+	}{{"10s", "> 300"}, {"1m30s", "> 300"}, {"2.5m", "> 450"}, {"1h1m", "> 10980"}, {"0", ""}} {
+		_, rules := alertRules(t, "--set-string", "audit.interval="+tt.interval)
+		rule, ok := rules["StateguardAuditNotRunning"]
+		if ok != (tt.want != "") || !strings.Contains(rule.Expr, tt.want) {
+			t.Errorf("audit.interval=%s: StateguardAuditNotRunning rendered %v, expr %q, want %q", tt.interval, ok, rule.Expr, tt.want)
+		}
+	}
+}
+
+// exportedMetrics are the metrics that the alerts and the dashboard may
+// query: what stateguard's /metrics serves (its own, controller-runtime's
+// webhook metrics, the Go and process collectors), Prometheus's up, and
+// kube-state-metrics' series of the Deployment, which are external: they
+// exist only where kube-state-metrics runs. A name ending in * is a prefix.
+var exportedMetrics = []string{
+	"stateguard_admission_decisions_total",
+	"stateguard_audit_violations",
+	"stateguard_audit_last_run_timestamp_seconds",
+	"stateguard_audit_last_run_duration_seconds",
+	"stateguard_certificate_ready",
+	"stateguard_certificate_expiry_timestamp_seconds",
+	"stateguard_config_reload_errors_total",
+	"controller_runtime_webhook_latency_seconds_bucket",
+	"controller_runtime_webhook_latency_seconds_sum",
+	"controller_runtime_webhook_latency_seconds_count",
+	"controller_runtime_webhook_requests_total",
+	"controller_runtime_webhook_requests_in_flight",
+	"process_*",
+	"go_*",
+	"up",                // Prometheus's, per target
+	"kube_deployment_*", // external: kube-state-metrics
+}
+
+func exported(name string) bool {
+	return slices.ContainsFunc(exportedMetrics, func(m string) bool {
+		prefix, isPrefix := strings.CutSuffix(m, "*")
+		return name == m || isPrefix && strings.HasPrefix(name, prefix)
+	})
+}
+
+// grafanaVariables are replaced by durations before a query is parsed: in a
+// range they are not PromQL. $job needs nothing, being inside a string.
+var grafanaVariables = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h")
+
+// metricNames parses expr and returns the metric names it selects.
+func metricNames(t *testing.T, where, expr string) []string {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(grafanaVariables.Replace(expr))
+	if err != nil {
+		t.Errorf("%s: %q does not parse: %v", where, expr, err)
+		return nil
+	}
+	var names []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			if vs.Name == "" {
+				t.Errorf("%s: %q selects series without naming a metric", where, expr)
+			}
+			names = append(names, vs.Name)
+		}
+		return nil
+	})
+	return names
+}
+
+// TestQueriedMetricsAreExported: every metric that an alert or a dashboard
+// panel queries is one stateguard exports (or listed as external), so that a
+// renamed metric cannot leave an alert that never fires or an empty panel;
+// and each of stateguard's own metrics is on the dashboard.
+func TestQueriedMetricsAreExported(t *testing.T) {
+	check := func(where, expr string) []string {
+		names := metricNames(t, where, expr)
+		for _, name := range names {
+			if !exported(name) {
+				t.Errorf("%s queries %s, which stateguard does not export (exportedMetrics)", where, name)
+			}
+		}
+		return names
+	}
+	_, rules := alertRules(t, withCertManager...)
+	for name, rule := range rules {
+		check("alert "+name, rule.Expr)
+	}
+	data, err := os.ReadFile(filepath.Join("dashboards", "stateguard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDashboard := map[string]bool{}
+	for _, p := range readDashboard(t, data) {
+		for _, target := range p.Targets {
+			for _, name := range check("dashboard panel "+p.Title, target.Expr) {
+				onDashboard[name] = true
+			}
+		}
+	}
+	for _, m := range exportedMetrics {
+		if strings.HasPrefix(m, "stateguard_") && !onDashboard[m] {
+			t.Errorf("the dashboard does not show %s", m)
+		}
+	}
+}
+
+// audit.policyReports.passResults reaches the server's flag, on by default.
+func TestPolicyReportPassResults(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--policy-report-pass-results=true"},
+		{[]string{"--set", "audit.policyReports.passResults=false"}, "--policy-report-pass-results=false"},
+	} {
+		var d appsv1.Deployment
+		render(t, tt.args...).get(t, "Deployment/sg-stateguard", &d)
+		if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, tt.want) {
+			t.Errorf("%v: args %q, want %s", tt.args, args, tt.want)
 		}
 	}
 }

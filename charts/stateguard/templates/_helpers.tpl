@@ -1,13 +1,26 @@
+{{/* The chart's name, or nameOverride: the app.kubernetes.io/name label. */}}
+{{- define "stateguard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The prefix of every object's name: fullnameOverride, or the release's
+name followed by the chart's unless it already contains it. Names of
+Kubernetes objects and labels stop at 63 characters. */}}
 {{- define "stateguard.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "stateguard.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "stateguard.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "stateguard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -15,7 +28,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ include "stateguard.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{/* Names of the TLS objects, shared by the Certificate, the Deployment and the webhook configurations. */}}
@@ -70,4 +83,15 @@ namespaceSelector:
     - key: stateguard.io/ignore
       operator: NotIn
       values: ["true"]
+{{- end -}}
+
+{{/* A Go duration (audit.interval: 5m, 1h30m, 1.5h) in seconds. */}}
+{{- define "stateguard.durationSeconds" -}}
+{{- $unit := dict "h" 3600 "m" 60 "s" 1 "ms" 0.001 "us" 0.000001 "µs" 0.000001 "ns" 0.000000001 -}}
+{{- $seconds := 0.0 -}}
+{{- range regexFindAll "[0-9.]+[^0-9.]+" (toString .) -1 -}}
+{{- $n := regexFind "^[0-9.]+" . -}}
+{{- $seconds = addf $seconds (mulf $n (get $unit (trimPrefix $n .))) -}}
+{{- end -}}
+{{- $seconds -}}
 {{- end -}}
