@@ -635,7 +635,7 @@ func TestNotes(t *testing.T) {
 
 // TestValuesFollowTheRules holds the values schema and values.yaml to
 // engine.Rules: one entry per rule, with its action, its default action
-// and exactly the options it takes.
+// and exactly the options it takes, and every rule ID an exemption may name.
 func TestValuesFollowTheRules(t *testing.T) {
 	type properties struct {
 		Properties map[string]struct {
@@ -662,6 +662,31 @@ func TestValuesFollowTheRules(t *testing.T) {
 	inSchema := schema.Properties.Rules.Properties
 	if len(inSchema) != len(engine.Rules) || len(values.Rules) != len(engine.Rules) {
 		t.Errorf("values.schema.json has %d rules and values.yaml %d, engine.Rules %d", len(inSchema), len(values.Rules), len(engine.Rules))
+	}
+	var exemptable struct {
+		Properties struct {
+			Exemptions struct {
+				Items struct {
+					Properties struct {
+						Rules struct {
+							Items struct {
+								Enum []string `json:"enum"`
+							} `json:"items"`
+						} `json:"rules"`
+					} `json:"properties"`
+				} `json:"items"`
+			} `json:"exemptions"`
+		} `json:"properties"`
+	}
+	data, err := os.ReadFile("values.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &exemptable); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(append([]string{"all"}, engine.RuleIDs()...), exemptable.Properties.Exemptions.Items.Properties.Rules.Items.Enum); diff != "" {
+		t.Errorf("values.schema.json: the rules an exemption may name (-engine +schema):\n%s", diff)
 	}
 	for _, r := range engine.Rules {
 		var got []string
