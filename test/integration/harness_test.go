@@ -363,3 +363,16 @@ func setMainPolicy(t *testing.T, policy string) {
 	})
 	time.Sleep(time.Second)
 }
+
+// TestServerVersion: the suite runs against the kube-apiserver it was
+// asked for (make test-oldest runs it against the oldest supported).
+func TestServerVersion(t *testing.T) {
+	v, err := clientset.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-apiserver %s", v.GitVersion)
+	if want := os.Getenv("STATEGUARD_KUBE_VERSION"); want != "" && v.GitVersion != want {
+		t.Errorf("kube-apiserver %s, want %s", v.GitVersion, want)
+	}
+}
