@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -1238,6 +1239,42 @@ func TestQueriedMetricsAreExported(t *testing.T) {
 		if strings.HasPrefix(m, "stateguard_") && !onDashboard[m] {
 			t.Errorf("the dashboard does not show %s", m)
 		}
+	}
+}
+
+// TestExportedMetricsAreTheServers holds exportedMetrics to the server's
+// code: every stateguard_ metric listed is declared there, and every one
+// declared there is listed, so a renamed metric fails here before a
+// dashboard or an alert goes blank.
+func TestExportedMetricsAreTheServers(t *testing.T) {
+	declared := regexp.MustCompile(`Name:\s+"(stateguard_[a-z_]+)"`)
+	var inCode []string
+	for _, dir := range []string{"../../webhook", "../../audit", "../../internal/server"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range declared.FindAllSubmatch(data, -1) {
+				inCode = append(inCode, string(m[1]))
+			}
+		}
+	}
+	var listed []string
+	for _, m := range exportedMetrics {
+		if strings.HasPrefix(m, "stateguard_") {
+			listed = append(listed, m)
+		}
+	}
+	if diff := cmp.Diff(listed, inCode, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("stateguard_ metrics (-exportedMetrics +declared in the server's code):\n%s", diff)
 	}
 }
 
