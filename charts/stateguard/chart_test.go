@@ -4,8 +4,16 @@ package chart_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/prometheus/model/histogram"
+	promlabels "github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
 	"log/slog"
 	"maps"
 	"os"
@@ -15,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -1294,3 +1303,133 @@ func TestPolicyReportPassResults(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertsFire evaluates each alert's expression with Prometheus's own
+// query engine on the series a healthy stateguard exports (no alert
+// returns anything), and on the same series with one fault each (exactly
+// that alert returns something).
+func TestAlertsFire(t *testing.T) {
+	_, rules := alertRules(t) // audit.interval 5m: the audit alert's threshold is 15 minutes
+	at := func(name, labels string) string {
+		return name + `{job="sg-stateguard-metrics",namespace="stateguard-system"` + labels + `}`
+	}
+	available := `kube_deployment_status_replicas_available{namespace="stateguard-system",deployment="sg-stateguard"}`
+	// Each series: a sample a minute for 40 minutes, from a start value by a step.
+	healthy := map[string]minuteSeries{
+		"allowed":      {at("stateguard_admission_decisions_total", `,action="allow",mode="enforce"`), 0, 100},
+		"errors":       {at("stateguard_admission_decisions_total", `,action="error",mode="enforce"`), 0, 0},
+		"requests":     {at("controller_runtime_webhook_requests_total", `,code="200",webhook="/validate-apps-v1-statefulset"`), 0, 100},
+		"available":    {available, 2, 0},
+		"expiry":       {at("stateguard_certificate_expiry_timestamp_seconds", ""), 1e7, 0}, // in 115 days
+		"ready":        {at("stateguard_certificate_ready", ""), 1, 0},
+		"reloads":      {at("stateguard_config_reload_errors_total", ""), 0, 0},
+		"lastAudit":    {at("stateguard_audit_last_run_timestamp_seconds", ""), 0, 60}, // a pass every minute
+		"processStart": {at("process_start_time_seconds", ""), 0, 0},
+	}
+	faults := map[string]map[string]minuteSeries{
+		"StateguardWebhookErrors":       {"errors": {at("stateguard_admission_decisions_total", `,action="error",mode="enforce"`), 0, 10}},
+		"StateguardNoReadyReplicas":     {"available": {available, 0, 0}},
+		"StateguardCertificateExpiring": {"expiry": {at("stateguard_certificate_expiry_timestamp_seconds", ""), 30*60 + 5*86400, 0}},
+		"StateguardCertificateNotReady": {"ready": {at("stateguard_certificate_ready", ""), 0, 0}},
+		"StateguardConfigReloadFailing": {"reloads": {at("stateguard_config_reload_errors_total", ""), 0, 1}},
+		"StateguardAuditNotRunning":     {"lastAudit": {at("stateguard_audit_last_run_timestamp_seconds", ""), 0, 0}}, // stuck since the first pass
+	}
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	evaluate := func(series map[string]minuteSeries) []string {
+		t.Helper()
+		store := seriesStore(t, series)
+		var firing []string
+		for name, rule := range rules {
+			q, err := engine.NewInstantQuery(context.Background(), store, nil, rule.Expr, time.Unix(30*60, 0))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			v, err := q.Exec(context.Background()).Vector()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if len(v) > 0 {
+				firing = append(firing, name)
+			}
+			q.Close()
+		}
+		slices.Sort(firing)
+		return firing
+	}
+	if firing := evaluate(healthy); len(firing) > 0 {
+		t.Errorf("healthy series fire %v", firing)
+	}
+	for alert, fault := range faults {
+		series := maps.Clone(healthy)
+		maps.Copy(series, fault)
+		if diff := cmp.Diff([]string{alert}, evaluate(series)); diff != "" {
+			t.Errorf("with the fault for %s, firing (-want +got):\n%s", alert, diff)
+		}
+	}
+	// A leader that never finished a pass: no last run at all.
+	series := maps.Clone(healthy)
+	delete(series, "lastAudit")
+	if diff := cmp.Diff([]string{"StateguardAuditNotRunning"}, evaluate(series)); diff != "" {
+		t.Errorf("with no audit pass ever, firing (-want +got):\n%s", diff)
+	}
+	if len(faults) != len(rules) {
+		t.Errorf("%d faults for %d alerts: every alert needs one", len(faults), len(rules))
+	}
+}
+
+// minuteSeries is a series with a sample a minute for 40 minutes.
+type minuteSeries struct {
+	metric      string // as PromQL writes it: name{label="value"}
+	start, step float64
+}
+
+// seriesStore holds series in memory for Prometheus's query engine.
+func seriesStore(t *testing.T, series map[string]minuteSeries) storage.Queryable {
+	t.Helper()
+	var all []storage.Series
+	for _, s := range series {
+		lset, err := parser.NewParser(parser.Options{}).ParseMetric(s.metric)
+		if err != nil {
+			t.Fatalf("%s: %v", s.metric, err)
+		}
+		var samples []chunks.Sample
+		for m := range 41 {
+			samples = append(samples, floatSample{t: int64(m) * 60000, f: s.start + float64(m)*s.step})
+		}
+		all = append(all, storage.NewListSeries(lset, samples))
+	}
+	return &storage.MockQueryable{MockQuerier: &storage.MockQuerier{
+		SelectMockFunction: func(_ bool, _ *storage.SelectHints, matchers ...*promlabels.Matcher) storage.SeriesSet {
+			var matched []storage.Series
+			for _, s := range all {
+				if !slices.ContainsFunc(matchers, func(m *promlabels.Matcher) bool { return !m.Matches(s.Labels().Get(m.Name)) }) {
+					matched = append(matched, s)
+				}
+			}
+			return &listSeriesSet{series: matched, next: -1}
+		},
+	}}
+}
+
+type listSeriesSet struct {
+	series []storage.Series
+	next   int
+}
+
+func (s *listSeriesSet) Next() bool                        { s.next++; return s.next < len(s.series) }
+func (s *listSeriesSet) At() storage.Series                { return s.series[s.next] }
+func (s *listSeriesSet) Err() error                        { return nil }
+func (s *listSeriesSet) Warnings() annotations.Annotations { return nil }
+
+type floatSample struct {
+	t int64
+	f float64
+}
+
+func (s floatSample) T() int64                      { return s.t }
+func (s floatSample) ST() int64                     { return 0 }
+func (s floatSample) F() float64                    { return s.f }
+func (s floatSample) H() *histogram.Histogram       { return nil }
+func (s floatSample) FH() *histogram.FloatHistogram { return nil }
+func (s floatSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s floatSample) Copy() chunks.Sample           { return s }
