@@ -1170,6 +1170,7 @@ var exportedMetrics = []string{
 	"stateguard_audit_last_run_duration_seconds",
 	"stateguard_certificate_ready",
 	"stateguard_certificate_expiry_timestamp_seconds",
+	"stateguard_serving_certificate_expiry_timestamp_seconds",
 	"stateguard_config_reload_errors_total",
 	"controller_runtime_webhook_latency_seconds_bucket",
 	"controller_runtime_webhook_latency_seconds_sum",
@@ -1320,7 +1321,8 @@ func TestAlertsFire(t *testing.T) {
 		"errors":       {at("stateguard_admission_decisions_total", `,action="error",mode="enforce"`), 0, 0},
 		"requests":     {at("controller_runtime_webhook_requests_total", `,code="200",webhook="/validate-apps-v1-statefulset"`), 0, 100},
 		"available":    {available, 2, 0},
-		"expiry":       {at("stateguard_certificate_expiry_timestamp_seconds", ""), 1e7, 0}, // in 115 days
+		"expiry":       {at("stateguard_serving_certificate_expiry_timestamp_seconds", ""), 1e7, 0}, // in 115 days
+		"notServedYet": {at("stateguard_serving_certificate_expiry_timestamp_seconds", `,pod="starting"`), 0, 0},
 		"ready":        {at("stateguard_certificate_ready", ""), 1, 0},
 		"reloads":      {at("stateguard_config_reload_errors_total", ""), 0, 0},
 		"lastAudit":    {at("stateguard_audit_last_run_timestamp_seconds", ""), 0, 60}, // a pass every minute
@@ -1329,7 +1331,7 @@ func TestAlertsFire(t *testing.T) {
 	faults := map[string]map[string]minuteSeries{
 		"StateguardWebhookErrors":       {"errors": {at("stateguard_admission_decisions_total", `,action="error",mode="enforce"`), 0, 10}},
 		"StateguardNoReadyReplicas":     {"available": {available, 0, 0}},
-		"StateguardCertificateExpiring": {"expiry": {at("stateguard_certificate_expiry_timestamp_seconds", ""), 30*60 + 5*86400, 0}},
+		"StateguardCertificateExpiring": {"expiry": {at("stateguard_serving_certificate_expiry_timestamp_seconds", ""), 30*60 + 5*86400, 0}},
 		"StateguardCertificateNotReady": {"ready": {at("stateguard_certificate_ready", ""), 0, 0}},
 		"StateguardConfigReloadFailing": {"reloads": {at("stateguard_config_reload_errors_total", ""), 0, 1}},
 		"StateguardAuditNotRunning":     {"lastAudit": {at("stateguard_audit_last_run_timestamp_seconds", ""), 0, 0}}, // stuck since the first pass

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -9,6 +11,7 @@ import (
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -89,4 +92,25 @@ func (w *certificateWatch) check(ctx context.Context) bool {
 	w.ready.Set(0)
 	w.log.Info("the Certificate is not Ready yet", "certificate", w.namespace+"/"+w.name)
 	return false
+}
+
+// servingCertificateExpiry reports when the certificate the webhook serves
+// expires, read from the certificate directory at each scrape: the same in
+// both TLS modes, and what the API server actually sees. 0 while there is
+// none to read.
+func servingCertificateExpiry(certDir string) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "stateguard_serving_certificate_expiry_timestamp_seconds",
+		Help: "When the serving certificate in the certificate directory (tls.crt) expires, in Unix seconds; 0 while there is none.",
+	}, func() float64 {
+		data, err := os.ReadFile(filepath.Join(certDir, corev1.TLSCertKey))
+		if err != nil {
+			return 0
+		}
+		certs, err := parseCertificates(data)
+		if err != nil || len(certs) == 0 {
+			return 0
+		}
+		return float64(certs[0].NotAfter.Unix())
+	})
 }

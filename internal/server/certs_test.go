@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -332,5 +335,30 @@ func TestCertRotatorTakesAnotherReplicasWriteQuietly(t *testing.T) {
 	}
 	if len(errorsLogged) > 0 {
 		t.Errorf("a lost race was logged as an error: %q", errorsLogged)
+	}
+}
+
+// TestServingCertificateExpiry reads the certificate being served, in
+// either TLS mode: 0 until there is one, then its notAfter.
+func TestServingCertificateExpiry(t *testing.T) {
+	dir := t.TempDir()
+	gauge := servingCertificateExpiry(dir)
+	if got := testutil.ToFloat64(gauge); got != 0 {
+		t.Errorf("without a certificate: %v, want 0", got)
+	}
+	now := time.Now()
+	ca, err := newCA(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := newServingCert(ca, []string{"sg.sg.svc"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, corev1.TLSCertKey), serving.certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testutil.ToFloat64(gauge), float64(serving.cert.NotAfter.Unix()); got != want {
+		t.Errorf("expiry %v, want the serving certificate's notAfter %v", got, want)
 	}
 }

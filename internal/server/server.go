@@ -132,6 +132,9 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 // certificate directory (its rotation is the leader's work), or adds the
 // cert-manager Certificate watch.
 func setupTLS(mgr manager.Manager, opts Options, log logr.Logger) error {
+	if err := ctrlmetrics.Registry.Register(servingCertificateExpiry(opts.CertDir)); err != nil {
+		return err
+	}
 	if c := opts.CertRotation; c != nil {
 		if err := c.validate(); err != nil {
 			return err
