@@ -5,7 +5,7 @@
 package audit
 
 import (
-	"cmp"
+	"context"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
+	"github.com/stateguard/stateguard/report"
 )
 
 // LabelIgnore on a namespace keeps stateguard out of it: the webhook
@@ -25,15 +27,10 @@ const LabelIgnore = "stateguard.io/ignore"
 // all namespaces skips them too.
 var DefaultExcludedNamespaces = []string{"kube-system", "kube-node-lease"}
 
-// Objects are the objects of one audit, by kind. Workloads are judged;
-// Services, claims and Namespaces are what their rules look up.
+// Objects are the objects of one audit, kept compactly: the workloads to
+// judge, and the Services, claims, HPAs and Namespaces their rules look up.
 type Objects struct {
-	StatefulSets []*appsv1.StatefulSet
-	Deployments  []*appsv1.Deployment
-	HPAs         []*autoscalingv2.HorizontalPodAutoscaler
-	Services     []*corev1.Service
-	Claims       []*corev1.PersistentVolumeClaim
-	Namespaces   []*corev1.Namespace
+	Store *lookup.Store
 	// Warnings say what could not be read but did not stop the audit.
 	Warnings []string
 }
@@ -68,59 +65,59 @@ func apiPath(kind string, obj metav1.Object) string {
 	return "/apis/" + k.apiVersion + "/namespaces/" + obj.GetNamespace() + "/" + k.resource + "/" + obj.GetName()
 }
 
-// inputs turns the objects in scope into the engine's input, workloads
-// first in a stable order (kind, then namespace and name as listed).
-func (o *Objects) inputs(scope Scope) []batch.Object {
+// judge judges the workloads and HPAs of the scope among the store's
+// objects, by kind, namespace and name, decoding one at a time. judged
+// names each judged object's namespace, name and UID by its source.
+func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope) (rep *report.Report, warnings []string, judged map[string]metav1.Object, err error) {
 	ignored := map[string]bool{}
-	for _, ns := range o.Namespaces {
+	for ns, err := range lookup.Each[*corev1.Namespace](store) {
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		if ns.Labels[LabelIgnore] == "true" {
 			ignored[ns.Name] = true
 		}
 	}
-	var objs []batch.Object
-	add := func(kind string, obj metav1.Object) {
-		if !scope.skipped(obj.GetNamespace(), ignored) {
-			objs = append(objs, batch.Object{Source: apiPath(kind, obj), Kind: kind, Typed: obj})
+	p := &pass{store: store, scope: scope, ignored: ignored, judged: map[string]metav1.Object{}}
+	rep, warnings, err = batch.JudgeEach(ctx, eng, func(yield func(batch.Object) bool) {
+		_ = yieldInScope[*appsv1.StatefulSet](p, "StatefulSet", yield) &&
+			yieldInScope[*appsv1.Deployment](p, "Deployment", yield) &&
+			yieldInScope[*autoscalingv2.HorizontalPodAutoscaler](p, "HorizontalPodAutoscaler", yield)
+	}, store)
+	if err == nil {
+		err = p.err
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rep, warnings, p.judged, nil
+}
+
+// pass is what judge's walk over the store keeps.
+type pass struct {
+	store   *lookup.Store
+	scope   Scope
+	ignored map[string]bool
+	judged  map[string]metav1.Object
+	err     error // the first object that could not be decoded
+}
+
+// yieldInScope yields the objects of kind T in the scope, and reports
+// whether to go on.
+func yieldInScope[T lookup.Stored](p *pass, kind string, yield func(batch.Object) bool) bool {
+	for obj, err := range lookup.Each[T](p.store) {
+		if err != nil {
+			p.err = err
+			return false
+		}
+		if p.scope.skipped(obj.GetNamespace(), p.ignored) {
+			continue
+		}
+		source := apiPath(kind, obj)
+		p.judged[source] = &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()}
+		if !yield(batch.Object{Source: source, Kind: kind, Typed: obj}) {
+			return false
 		}
 	}
-	for _, x := range sorted(o.StatefulSets) {
-		add("StatefulSet", x)
-	}
-	for _, x := range sorted(o.Deployments) {
-		add("Deployment", x)
-	}
-	for _, x := range sorted(o.HPAs) {
-		add("HorizontalPodAutoscaler", x)
-	}
-	// Lookups need no source: they are never reported.
-	for _, x := range o.Services {
-		objs = append(objs, batch.Object{Kind: "Service", Typed: x})
-	}
-	for _, x := range o.Claims {
-		objs = append(objs, batch.Object{Kind: "PersistentVolumeClaim", Typed: x})
-	}
-	for _, x := range o.Namespaces {
-		objs = append(objs, batch.Object{Kind: "Namespace", Typed: x})
-	}
-	return objs
-}
-
-// sorted orders objects by namespace and name: lists from a cache come in
-// no particular order, and reports should not shuffle between runs.
-func sorted[T metav1.Object](objs []T) []T {
-	slices.SortFunc(objs, func(a, b T) int {
-		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
-	})
-	return objs
-}
-
-// Slim drops what judging never reads and what makes objects large: managed
-// fields, the last-applied annotation (a copy of the whole manifest), and
-// of the kinds the rules read, what engine.Trim drops.
-func Slim(obj metav1.Object) {
-	obj.SetManagedFields(nil)
-	if a := obj.GetAnnotations(); a != nil {
-		delete(a, engine.AnnotationLastAppliedConfiguration)
-	}
-	engine.Trim(obj)
+	return true
 }

@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 	"github.com/stateguard/stateguard/report"
 )
 
@@ -50,6 +50,18 @@ func ns(name string, labels, annotations map[string]string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
 }
 
+// objects are the objects of an audit.
+func objects(t *testing.T, objs ...lookup.Stored) *Objects {
+	t.Helper()
+	o := &Objects{Store: lookup.NewStore()}
+	for _, obj := range objs {
+		if err := o.Store.Put(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
 // judged summarises a judgement as "source rule action" lines.
 func judged(t *testing.T, objs *Objects, scope Scope) []string {
 	t.Helper()
@@ -66,17 +78,13 @@ func judged(t *testing.T, objs *Objects, scope Scope) []string {
 
 func TestScope(t *testing.T) {
 	objs := func() *Objects {
-		return &Objects{
-			StatefulSets: []*appsv1.StatefulSet{
-				orphan("shop", "b", nil), orphan("shop", "a", nil), orphan("kube-system", "k", nil),
-				orphan("hidden", "h", nil), orphan("quiet", "q", nil),
-			},
-			Namespaces: []*corev1.Namespace{
-				ns("shop", nil, nil), ns("kube-system", nil, nil),
-				ns("hidden", map[string]string{LabelIgnore: "true"}, nil),
-				ns("quiet", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"}),
-			},
-		}
+		return objects(t,
+			orphan("shop", "b", nil), orphan("shop", "a", nil), orphan("kube-system", "k", nil),
+			orphan("hidden", "h", nil), orphan("quiet", "q", nil),
+			ns("shop", nil, nil), ns("kube-system", nil, nil),
+			ns("hidden", map[string]string{LabelIgnore: "true"}, nil),
+			ns("quiet", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"}),
+		)
 	}
 	for _, tt := range []struct {
 		name  string
@@ -139,14 +147,14 @@ func TestEvents(t *testing.T) {
 		b.emitted = emitted
 		return b
 	}
-	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "db", nil), orphan("shop", "cache", nil)}}
+	objs := objects(t, orphan("shop", "db", nil), orphan("shop", "cache", nil))
 	pass := func(b *Background) int {
-		rep, _, err := Judge(context.Background(), b.Engine(), objs, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.Metrics.observe(rep)
-		n := b.recordEvents(context.Background(), rep, byPath(objs.inputs(Scope{})))
+		n := b.recordEvents(context.Background(), rep, judgedObjs)
 		if err := b.Ledger.Save(context.Background(), b.emitted); err != nil {
 			t.Fatal(err)
 		}
@@ -189,8 +197,11 @@ func TestEvents(t *testing.T) {
 	if n := pass(b); n != 0 {
 		t.Errorf("a pass under another enforcement created %d Events, want 0", n)
 	}
-	db := objs.StatefulSets[slices.IndexFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Name == "db" })]
+	db := orphan("shop", "db", nil)
 	db.Spec.ServiceName = "other"
+	if err := objs.Store.Put(db); err != nil {
+		t.Fatal(err)
+	}
 	if n := pass(b); n != 1 {
 		t.Errorf("a changed violation created %d Events, want 1", n)
 	}
@@ -228,20 +239,17 @@ func TestPolicyReports(t *testing.T) {
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "wgpolicyk8s.io/v1alpha2", APIResources: []metav1.APIResource{{Name: "policyreports", Namespaced: true, Kind: "PolicyReport"}}}}
 	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard(), PassResults: true}
 	eng := exemptingEngine(t, "rules: {statefulset-emptydir-data: {action: warn}}\n")
-	objs := &Objects{
-		StatefulSets: []*appsv1.StatefulSet{
-			orphan("shop", "db", nil), orphan("shop", "cache", nil),
-			orphan("lab", "trial", nil),
-		},
-		Namespaces: []*corev1.Namespace{ns("lab", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"})},
-	}
+	objs := objects(t,
+		orphan("shop", "db", nil), orphan("shop", "cache", nil), orphan("lab", "trial", nil),
+		ns("lab", nil, map[string]string{engine.AnnotationEnforcement: "dryrun"}),
+	)
 	write := func() {
 		t.Helper()
-		rep, _, err := Judge(context.Background(), eng, objs, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), eng, objs.Store, Scope{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Write(context.Background(), rep, byPath(objs.inputs(Scope{})), eng.Enabled); err != nil {
+		if err := r.Write(context.Background(), rep, judgedObjs, eng.Enabled); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -303,7 +311,13 @@ func TestPolicyReports(t *testing.T) {
 		t.Errorf("lab without pass results (-want +got):\n%s", diff)
 	}
 
-	objs.StatefulSets = slices.DeleteFunc(objs.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Namespace == "lab" })
+	statefulSets, err := objs.Store.Feed(&appsv1.StatefulSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := statefulSets.Delete(orphan("lab", "trial", nil)); err != nil {
+		t.Fatal(err)
+	}
 	write()
 	if lab := get("lab"); len(lab.Results) != 0 || lab.Summary != (polv1alpha2.PolicyReportSummary{}) {
 		t.Errorf("the fixed namespace's report still holds %+v", lab)
@@ -320,11 +334,16 @@ func TestList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs.StatefulSets) != 1 || len(objs.Namespaces) != 1 {
-		t.Fatalf("listed %d StatefulSets and %d Namespaces in shop, want 1 and 1", len(objs.StatefulSets), len(objs.Namespaces))
+	if sts, nss := objs.Store.Len(&appsv1.StatefulSet{}), objs.Store.Len(&corev1.Namespace{}); sts != 1 || nss != 1 {
+		t.Fatalf("listed %d StatefulSets and %d Namespaces in shop, want 1 and 1", sts, nss)
 	}
-	if got := objs.StatefulSets[0]; got.ManagedFields != nil || !cmp.Equal(got.Annotations, map[string]string{engine.AnnotationExempt: "all"}) {
-		t.Errorf("managed fields %v, annotations %v: want both slimmed", got.ManagedFields, got.Annotations)
+	for got, err := range lookup.Each[*appsv1.StatefulSet](objs.Store) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ManagedFields != nil || !cmp.Equal(got.Annotations, map[string]string{engine.AnnotationExempt: "all"}) {
+			t.Errorf("managed fields %v, annotations %v: want both slimmed", got.ManagedFields, got.Annotations)
+		}
 	}
 
 	client.PrependReactor("list", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -366,7 +385,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("before a pass: %d series (%v), want none", n, err)
 	}
 	eng := engine.New(config.Default().Settings())
-	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "db", nil), orphan("lab", "trial", nil)}}
+	objs := objects(t, orphan("shop", "db", nil), orphan("lab", "trial", nil))
 	rep, _, err := Judge(context.Background(), eng, objs, Scope{})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +394,13 @@ func TestMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.Violations); n != 2 {
 		t.Errorf("%d violation series, want 2", n)
 	}
-	objs.StatefulSets = objs.StatefulSets[:0]
+	statefulSets, err := objs.Store.Feed(&appsv1.StatefulSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := statefulSets.Replace(nil, ""); err != nil {
+		t.Fatal(err)
+	}
 	rep, _, err = Judge(context.Background(), eng, objs, Scope{})
 	if err != nil {
 		t.Fatal(err)
@@ -403,13 +428,13 @@ func TestEventFailures(t *testing.T) {
 		Metrics: NewMetrics(prometheus.NewRegistry()), emitted: map[string]bool{},
 		Log: funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{}),
 	}
-	objs := &Objects{StatefulSets: []*appsv1.StatefulSet{orphan("shop", "a", nil), orphan("shop", "b", nil)}}
+	objs := objects(t, orphan("shop", "a", nil), orphan("shop", "b", nil))
 	pass := func() int {
-		rep, _, err := Judge(context.Background(), b.Engine(), objs, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b.recordEvents(context.Background(), rep, byPath(objs.inputs(Scope{})))
+		return b.recordEvents(context.Background(), rep, judgedObjs)
 	}
 	if n := pass(); n != 0 || len(logged) != 1 || !strings.Contains(logged[0], `"failed"=2`) {
 		t.Errorf("refused: created %d, logged %q: want 0 and one line counting 2 failures", n, logged)

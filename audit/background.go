@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 	"github.com/stateguard/stateguard/report"
 )
 
@@ -33,7 +30,7 @@ const (
 // Event once per distinct violation and, when the CRD is installed, writes
 // one PolicyReport per namespace.
 type Background struct {
-	Cache    client.Reader // the manager's cache: no API requests per pass
+	Store    *lookup.Store // the server's: no API requests per pass
 	Engine   func() *engine.Engine
 	Interval time.Duration
 	Excluded []string
@@ -76,17 +73,11 @@ func (b *Background) Start(ctx context.Context) error {
 // Pass audits once.
 func (b *Background) Pass(ctx context.Context) error {
 	start := time.Now()
-	objs, err := b.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	in := objs.inputs(Scope{Excluded: b.Excluded})
 	eng := b.Engine() // one policy for the whole pass, even across a reload
-	rep, _, err := judgeInputs(ctx, eng, in)
+	rep, _, judged, err := judge(ctx, eng, b.Store, Scope{Excluded: b.Excluded})
 	if err != nil {
 		return err
 	}
-	judged := byPath(in)
 	b.Metrics.observe(rep)
 	events := b.recordEvents(ctx, rep, judged)
 	if err := b.Ledger.Save(ctx, b.emitted); err != nil {
@@ -101,51 +92,6 @@ func (b *Background) Pass(ctx context.Context) error {
 	b.Metrics.Duration.Set(elapsed.Seconds())
 	b.Log.Info("audit pass", "workloads", rep.Objects, "results", len(rep.Results), "newEvents", events, "duration", elapsed.Round(time.Millisecond).String())
 	return reportErr
-}
-
-// snapshot reads the objects from the cache without copying them: the
-// engine only reads.
-func (b *Background) snapshot(ctx context.Context) (*Objects, error) {
-	var (
-		o    Objects
-		sts  appsv1.StatefulSetList
-		deps appsv1.DeploymentList
-		hpas autoscalingv2.HorizontalPodAutoscalerList
-		svcs corev1.ServiceList
-		pvcs corev1.PersistentVolumeClaimList
-		nss  corev1.NamespaceList
-	)
-	for _, l := range []client.ObjectList{&sts, &deps, &hpas, &svcs, &pvcs, &nss} {
-		if err := b.Cache.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, fmt.Errorf("listing %T from the cache: %w", l, err)
-		}
-	}
-	o.StatefulSets = pointers(sts.Items)
-	o.Deployments = pointers(deps.Items)
-	o.HPAs = pointers(hpas.Items)
-	o.Services = pointers(svcs.Items)
-	o.Claims = pointers(pvcs.Items)
-	o.Namespaces = pointers(nss.Items)
-	return &o, nil
-}
-
-func pointers[T any](items []T) []*T {
-	out := make([]*T, len(items))
-	for i := range items {
-		out[i] = &items[i]
-	}
-	return out
-}
-
-// byPath maps the source of each judged workload to the workload.
-func byPath(in []batch.Object) map[string]metav1.Object {
-	m := map[string]metav1.Object{}
-	for _, o := range in {
-		if o.Source != "" {
-			m[o.Source] = o.Typed
-		}
-	}
-	return m
 }
 
 // recordEvents records a Warning Event on the object of each violation

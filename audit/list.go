@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/pager"
 
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 )
 
 // pageSize is how many objects one list request returns: large clusters
@@ -34,23 +33,25 @@ type Progress interface {
 }
 
 // List reads the objects of the scope from the API server, in pages, the
-// kinds concurrently. A refused list names the resource and the scope.
+// kinds concurrently, into a Store: each object is kept compactly as it
+// arrives. A refused list names the resource and the scope.
 func List(ctx context.Context, cs kubernetes.Interface, scope Scope, progress Progress) (*Objects, error) {
 	ns := scope.Namespace // "" lists all namespaces
 	var (
-		o      Objects
+		o      = Objects{Store: lookup.NewStore()}
 		listed atomic.Int64
 		wg     sync.WaitGroup
 		mu     sync.Mutex
 		errs   []error
 	)
-	run := func(resource string, list func(metav1.ListOptions) (runtime.Object, error), each func(runtime.Object)) {
+	run := func(resource string, list func(metav1.ListOptions) (runtime.Object, error)) {
 		wg.Go(func() {
 			p := pager.New(pager.SimplePageFunc(list))
 			p.PageSize = pageSize
 			err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-				Slim(obj.(metav1.Object))
-				each(obj)
+				if err := o.Store.Put(obj.(lookup.Stored)); err != nil {
+					return err
+				}
 				if n := listed.Add(1); progress != nil && n%pageSize == 0 {
 					progress.Listed(n)
 				}
@@ -65,23 +66,23 @@ func List(ctx context.Context, cs kubernetes.Interface, scope Scope, progress Pr
 	}
 	run("statefulsets.apps", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-	}, func(obj runtime.Object) { o.StatefulSets = append(o.StatefulSets, obj.(*appsv1.StatefulSet)) })
+	})
 	run("deployments.apps", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.AppsV1().Deployments(ns).List(ctx, opts)
-	}, func(obj runtime.Object) { o.Deployments = append(o.Deployments, obj.(*appsv1.Deployment)) })
+	})
 	run("horizontalpodautoscalers.autoscaling", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
-	}, func(obj runtime.Object) { o.HPAs = append(o.HPAs, obj.(*autoscalingv2.HorizontalPodAutoscaler)) })
+	})
 	run("services", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.CoreV1().Services(ns).List(ctx, opts)
-	}, func(obj runtime.Object) { o.Services = append(o.Services, obj.(*corev1.Service)) })
+	})
 	run("persistentvolumeclaims", func(opts metav1.ListOptions) (runtime.Object, error) {
 		return cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
-	}, func(obj runtime.Object) { o.Claims = append(o.Claims, obj.(*corev1.PersistentVolumeClaim)) })
+	})
 	if ns == "" {
 		run("namespaces", func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.CoreV1().Namespaces().List(ctx, opts)
-		}, func(obj runtime.Object) { o.Namespaces = append(o.Namespaces, obj.(*corev1.Namespace)) })
+		})
 	}
 	wg.Wait()
 	if len(errs) > 0 {
@@ -91,7 +92,9 @@ func List(ctx context.Context, cs kubernetes.Interface, scope Scope, progress Pr
 		namespace, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		switch {
 		case err == nil:
-			o.Namespaces = []*corev1.Namespace{namespace}
+			if err := o.Store.Put(namespace); err != nil {
+				return nil, err
+			}
 		case apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("namespace %q not found", ns)
 		case apierrors.IsForbidden(err):

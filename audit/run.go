@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/report"
 )
@@ -55,20 +54,6 @@ func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts 
 // Judge judges the workloads of the scope as `stateguard check` would
 // judge their manifests. The report counts the workloads judged.
 func Judge(ctx context.Context, eng *engine.Engine, objs *Objects, scope Scope) (*report.Report, []string, error) {
-	return judgeInputs(ctx, eng, objs.inputs(scope))
-}
-
-// judgeInputs is Judge for inputs already scoped.
-func judgeInputs(ctx context.Context, eng *engine.Engine, in []batch.Object) (*report.Report, []string, error) {
-	rep, warnings, err := batch.Judge(ctx, eng, in)
-	if err != nil {
-		return nil, nil, err
-	}
-	rep.Objects = 0
-	for _, o := range in {
-		if o.Source != "" {
-			rep.Objects++
-		}
-	}
-	return rep, warnings, nil
+	rep, warnings, _, err := judge(ctx, eng, objs.Store, scope)
+	return rep, warnings, err
 }

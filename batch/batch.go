@@ -7,6 +7,8 @@ package batch
 import (
 	"context"
 	"fmt"
+	"iter"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -32,34 +34,50 @@ type Object struct {
 }
 
 // Judge indexes the objects and judges each workload among them as a
-// CREATE of it would be judged, in order, looking Services, claims, HPAs
-// and Namespaces up among the same objects. Warnings about stateguard's own
-// annotations are returned apart from the results, prefixed with the object.
+// CREATE of it would be judged, in order, looking Services, claims,
+// Deployments, HPAs and Namespaces up among the same objects. Warnings
+// about stateguard's own annotations are returned apart from the results,
+// prefixed with the object.
 func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Report, []string, error) {
-	idx := lookup.NewIndex()
+	store := lookup.NewStore()
 	for _, o := range objs {
-		if o.Typed != nil {
-			idx.Add(o.Typed)
+		if _, sts := o.Typed.(*appsv1.StatefulSet); sts || o.Typed == nil {
+			continue // no rule looks a StatefulSet up
+		}
+		if err := store.Put(o.Typed.(lookup.Stored)); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.Source, err)
 		}
 	}
-	rep := &report.Report{Objects: len(objs)}
+	rep, warnings, err := JudgeEach(ctx, eng, slices.Values(objs), store)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Objects = len(objs)
+	return rep, warnings, nil
+}
+
+// JudgeEach judges each workload and HPA objs yields, looking up in lk.
+// The report counts what it judged.
+func JudgeEach(ctx context.Context, eng *engine.Engine, objs iter.Seq[Object], lk engine.Lookup) (*report.Report, []string, error) {
+	rep := &report.Report{}
 	var warnings []string
-	for _, o := range objs {
+	for o := range objs {
 		var v engine.Verdict
 		var err error
 		switch obj := o.Typed.(type) {
 		case *appsv1.StatefulSet:
-			v, err = eng.StatefulSet(ctx, obj, nil, idx)
+			v, err = eng.StatefulSet(ctx, obj, nil, lk)
 		case *appsv1.Deployment:
-			v, err = eng.Deployment(ctx, obj, nil, idx)
+			v, err = eng.Deployment(ctx, obj, nil, lk)
 		case *autoscalingv2.HorizontalPodAutoscaler:
-			v, err = eng.HorizontalPodAutoscaler(ctx, obj, nil, idx)
+			v, err = eng.HorizontalPodAutoscaler(ctx, obj, nil, lk)
 		default:
 			continue
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %s %s/%s: %w", o.Source, o.Kind, o.Typed.GetNamespace(), o.Typed.GetName(), err)
 		}
+		rep.Objects++
 		rep.Judged = append(rep.Judged, report.Subject{Kind: o.Kind, Namespace: o.Typed.GetNamespace(), Name: o.Typed.GetName(), Source: o.Source, Line: o.Line})
 		rep.Add(o.Source, o.Line, v.Results)
 		for _, w := range v.Warnings {

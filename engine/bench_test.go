@@ -16,7 +16,7 @@ import (
 
 // postgres is a realistic compliant StatefulSet: a headless Service, data on
 // a volumeClaimTemplate, scratch on emptyDir, a metrics sidecar.
-func postgres() (*appsv1.StatefulSet, *lookup.Index) {
+func postgres() (*appsv1.StatefulSet, *lookup.Store) {
 	labels := map[string]string{"app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": "shop"}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "postgres-hl", Namespace: "shop", Labels: labels},
@@ -65,9 +65,12 @@ func postgres() (*appsv1.StatefulSet, *lookup.Index) {
 			}},
 		},
 	}
-	idx := lookup.NewIndex()
-	idx.Add(svc)
-	idx.Add(ns)
+	idx := lookup.NewStore()
+	for _, o := range []lookup.Stored{svc, ns} {
+		if err := idx.Put(o); err != nil {
+			panic(err)
+		}
+	}
 	return sts, idx
 }
 

@@ -11,7 +11,6 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -44,15 +43,18 @@ var renderedPaths = cmp.Transformer("String", func(p *field.Path) string { retur
 // the rule tables run without caps.
 var ignoreIntended = cmp.Options{cmpopts.IgnoreFields(engine.Result{}, "Intended"), renderedPaths}
 
-// index is a lookup of trimmed copies of objs: the rules must read
-// nothing engine.Trim drops.
-func index(objs ...any) *lookup.Index {
-	x := lookup.NewIndex()
+// index is the lookup the server and the audits use, of copies of objs:
+// the rules must read nothing the store drops.
+func index(objs ...any) *lookup.Store {
+	x := lookup.NewStore()
 	for _, o := range objs {
-		if c, ok := o.(interface{ DeepCopyObject() runtime.Object }); ok {
-			o = engine.Trim(c.DeepCopyObject())
+		stored, ok := o.(lookup.Stored)
+		if !ok {
+			continue // nil: a case without the object
 		}
-		x.Add(o)
+		if err := x.Put(stored.DeepCopyObject().(lookup.Stored)); err != nil {
+			panic(err)
+		}
 	}
 	return x
 }

@@ -15,26 +15,10 @@ import (
 	"github.com/stateguard/stateguard/engine"
 )
 
-// HPATargetIndex is the field index of cached HPAs by the workload they
-// scale, as KIND/NAME; Cache lists HPAs through it.
-const HPATargetIndex = "stateguard.io/scaled-workload"
-
-// IndexHPATarget is the index function of HPATargetIndex.
-func IndexHPATarget(obj client.Object) []string {
-	hpa, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler)
-	if !ok {
-		return nil
-	}
-	if kind, name, ok := engine.ScaledWorkload(hpa); ok {
-		return []string{kind + "/" + name}
-	}
-	return nil
-}
-
-// Cache answers the engine from a controller-runtime cache whose HPAs are
-// indexed by HPATargetIndex. A miss is confirmed with a Live read before
-// it counts: a Service created a moment before its StatefulSet (one
-// `kubectl apply -f` of both) may not have reached the cache yet.
+// Cache answers the engine from the server's Store, which its reflectors
+// keep current. A miss is confirmed with a Live read before it counts: a
+// Service created a moment before its StatefulSet (one `kubectl apply -f`
+// of both) may not have reached the store yet.
 //
 // Live reads of one object coalesce: a read answers every review that
 // arrived before it started, so a burst of reviews of a StatefulSet whose
@@ -42,7 +26,7 @@ func IndexHPATarget(obj client.Object) []string {
 // and does not queue behind the client's rate limit. No answer is older
 // than a read of its own would be.
 type Cache struct {
-	Cache client.Reader
+	Store *Store
 	Live  client.Reader
 
 	mu      sync.Mutex
@@ -71,12 +55,11 @@ type flight struct {
 }
 
 // get fills obj and reports whether it exists.
-func (l *Cache) get(ctx context.Context, namespace, name string, obj client.Object) (bool, error) {
-	key := client.ObjectKey{Namespace: namespace, Name: name}
-	err := l.Cache.Get(ctx, key, obj)
-	if apierrors.IsNotFound(err) {
-		err = l.live(ctx, key, obj)
+func (l *Cache) get(ctx context.Context, namespace, name string, obj Stored) (bool, error) {
+	if found, err := l.Store.get(namespace, name, obj); found || err != nil {
+		return found, err
 	}
+	err := l.live(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -159,19 +142,13 @@ func (l *Cache) Namespace(ctx context.Context, name string) (*corev1.Namespace, 
 	return lookupOne(ctx, l, "", name, &corev1.Namespace{})
 }
 
+// HorizontalPodAutoscalers are the stored ones, with no live read: there
+// is no name to read a missing one by.
 func (l *Cache) HorizontalPodAutoscalers(ctx context.Context, namespace, kind, name string) ([]*autoscalingv2.HorizontalPodAutoscaler, error) {
-	var list autoscalingv2.HorizontalPodAutoscalerList
-	if err := l.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{HPATargetIndex: kind + "/" + name}); err != nil {
-		return nil, err
-	}
-	out := make([]*autoscalingv2.HorizontalPodAutoscaler, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out, nil
+	return l.Store.HorizontalPodAutoscalers(ctx, namespace, kind, name)
 }
 
-func lookupOne[T client.Object](ctx context.Context, l *Cache, namespace, name string, obj T) (T, error) {
+func lookupOne[T Stored](ctx context.Context, l *Cache, namespace, name string, obj T) (T, error) {
 	var none T
 	found, err := l.get(ctx, namespace, name, obj)
 	if err != nil || !found {

@@ -13,13 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// emptyCache finds nothing, as a cache the object has not reached yet.
-type emptyCache struct{ client.Reader }
-
-func (emptyCache) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
-	return apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, key.Name)
-}
-
 // gatedAPIServer answers each read when the test releases it: the first
 // read finds no Service, every later one finds it.
 type gatedAPIServer struct {
@@ -50,7 +43,7 @@ func (s *gatedAPIServer) Get(_ context.Context, key client.ObjectKey, obj client
 // first read is seen by all of them.
 func TestLiveReadsCoalesceAndStayFresh(t *testing.T) {
 	api := &gatedAPIServer{started: make(chan int, 100), release: make(chan struct{})}
-	l := &Cache{Cache: emptyCache{}, Live: api}
+	l := &Cache{Store: NewStore(), Live: api}
 	ctx := context.Background()
 
 	first := make(chan error, 1)

@@ -66,9 +66,13 @@ func newTestServerWith(tb testing.TB, cfg string, edit func(*Options), objs ...r
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		tb.Fatal(err)
 	}
-	index := lookup.NewIndex()
+	index := lookup.NewStore()
 	for _, obj := range objs {
-		index.Add(obj)
+		if stored, ok := obj.DeepCopyObject().(lookup.Stored); ok {
+			if err := index.Put(stored); err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 	opts := Options{
 		Engine:  func() *engine.Engine { return eng },

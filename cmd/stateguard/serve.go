@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -202,7 +201,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		// No leader election here: the server elects the leader of the
 		// audit and certificate rotation itself, so that losing the Lease
 		// stops that work and not the webhook.
-		Cache:         cache.Options{DefaultTransform: server.SlimObject},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.port, CertDir: o.certDir, TLSOpts: tlsOpts}),
 	})
 	if err != nil {

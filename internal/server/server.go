@@ -1,6 +1,6 @@
 // Package server wires `stateguard serve` together on a controller-runtime
-// manager: the policy and its reloader, the informer caches and their
-// index, TLS (self-managed or cert-manager's), the admission handlers, the
+// manager: the policy and its reloader, the store of what the rules read
+// and its reflectors, TLS (self-managed or cert-manager's), the admission handlers, the
 // background audit and readiness, side by side.
 package server
 
@@ -17,14 +17,9 @@ import (
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -34,12 +29,6 @@ import (
 	"github.com/stateguard/stateguard/lookup"
 	"github.com/stateguard/stateguard/webhook"
 )
-
-// cachedKinds are the objects the lookups read from the manager's cache.
-var cachedKinds = []client.Object{
-	&corev1.Service{}, &corev1.PersistentVolumeClaim{}, &corev1.Namespace{},
-	&appsv1.Deployment{}, &autoscalingv2.HorizontalPodAutoscaler{},
-}
 
 // Options configure Setup.
 type Options struct {
@@ -81,15 +70,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	if err := mgr.Add(everyReplica(policy.Start)); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &autoscalingv2.HorizontalPodAutoscaler{}, lookup.HPATargetIndex, lookup.IndexHPATarget); err != nil {
-		return err
-	}
 	if err := setupTLS(mgr, opts, log); err != nil {
 		return err
 	}
+	store := lookup.NewStore()
 	started, err := addWebhook(mgr, opts.CertDir, webhook.Options{
 		Engine:  policy.Engine,
-		Lookup:  &lookup.Cache{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()},
+		Lookup:  &lookup.Cache{Store: store, Live: mgr.GetAPIReader()},
 		Live:    mgr.GetAPIReader(),
 		Metrics: webhook.NewMetrics(ctrlmetrics.Registry),
 		Log:     log.WithName("admission"),
@@ -98,24 +85,24 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	if err != nil {
 		return err
 	}
-	informers := cachedKinds
+	kinds := lookedUpKinds
 	var background *audit.Background
 	if opts.AuditInterval > 0 {
-		informers = append(slices.Clip(informers), &appsv1.StatefulSet{})
-		if background, err = newBackgroundAudit(mgr, policy, opts, log.WithName("audit")); err != nil {
+		kinds = append(slices.Clip(kinds), &appsv1.StatefulSet{})
+		if background, err = newBackgroundAudit(mgr, policy, store, opts, log.WithName("audit")); err != nil {
 			return err
 		}
 	}
 	if err := addLeaderWork(mgr, opts, background, log.WithName("leader")); err != nil {
 		return err
 	}
-	synced, err := startInformers(ctx, mgr, informers, log)
+	synced, err := startReflectors(mgr, store, kinds, log)
 	if err != nil {
 		return err
 	}
-	// Ready once the informers have synced and the TLS listener is up.
+	// Ready once every kind is stored and the TLS listener is up.
 	if err := mgr.AddReadyzCheck("caches", func(*http.Request) error {
-		if !synced.Load() {
+		if !synced() {
 			return errors.New("caches have not synced yet")
 		}
 		return nil
@@ -179,25 +166,6 @@ func addWebhook(mgr manager.Manager, certDir string, handlers webhook.Options, l
 	}, err
 }
 
-// startInformers has the manager start the informers of objs; the flag
-// turns true once they have all synced.
-func startInformers(ctx context.Context, mgr manager.Manager, objs []client.Object, log logr.Logger) (*atomic.Bool, error) {
-	for _, obj := range objs {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
-			return nil, err
-		}
-	}
-	var synced atomic.Bool
-	return &synced, mgr.Add(everyReplica(func(ctx context.Context) error {
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return ctx.Err()
-		}
-		synced.Store(true)
-		log.Info("caches synced")
-		return nil
-	}))
-}
-
 // addLeaderWork adds the work one replica does at a time: certificate
 // rotation when self-managed, and the background audit when enabled.
 func addLeaderWork(mgr manager.Manager, opts Options, background *audit.Background, log logr.Logger) error {
@@ -235,8 +203,8 @@ func addLeaderWork(mgr manager.Manager, opts Options, background *audit.Backgrou
 }
 
 // newBackgroundAudit is the background audit, which runs on the elected
-// leader and reads the same caches as the webhook.
-func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log logr.Logger) (*audit.Background, error) {
+// leader and reads the same store as the webhook.
+func newBackgroundAudit(mgr manager.Manager, policy *Policy, store *lookup.Store, opts Options, log logr.Logger) (*audit.Background, error) {
 	// A first pass may record many Events at once; client-go's default
 	// of 5 requests per second would stretch it to minutes.
 	eventsConfig := rest.CopyConfig(mgr.GetConfig())
@@ -246,7 +214,7 @@ func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 		return nil, err
 	}
 	return &audit.Background{
-		Cache:    mgr.GetCache(),
+		Store:    store,
 		Engine:   policy.Engine,
 		Interval: opts.AuditInterval,
 		Excluded: opts.ExcludedNamespaces,
@@ -259,16 +227,6 @@ func newBackgroundAudit(mgr manager.Manager, policy *Policy, opts Options, log l
 		Metrics: audit.NewMetrics(ctrlmetrics.Registry),
 		Log:     log,
 	}, nil
-}
-
-// SlimObject is the caches' transform: audit.Slim, which keeps of the
-// kinds the rules read only what they read, and drops what makes other
-// objects large.
-func SlimObject(obj any) (any, error) {
-	if o, ok := obj.(metav1.Object); ok {
-		audit.Slim(o)
-	}
-	return obj, nil
 }
 
 // everyReplica is a runnable that runs on every replica, not only on the

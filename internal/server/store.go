@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/stateguard/stateguard/lookup"
+)
+
+// lookedUpKinds are what the rules look up; the background audit also
+// keeps StatefulSets, the workloads it judges besides Deployments.
+var lookedUpKinds = []lookup.Stored{
+	&corev1.Service{}, &corev1.PersistentVolumeClaim{}, &corev1.Namespace{},
+	&appsv1.Deployment{}, &autoscalingv2.HorizontalPodAutoscaler{},
+}
+
+// startReflectors has a reflector per kind keep the store current, on
+// every replica, in protobuf. Nothing else caches: the store keeps each
+// object as it arrives, compactly, in place of an informer's typed copy.
+// synced reports whether every kind has had its first full list.
+func startReflectors(mgr manager.Manager, store *lookup.Store, kinds []lookup.Stored, log logr.Logger) (synced func() bool, err error) {
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var reflectors []*cache.Reflector
+	var feeds []cache.InformerSynced
+	for _, obj := range kinds {
+		feed, err := store.Feed(obj)
+		if err != nil {
+			return nil, err
+		}
+		lw, err := listWatchOf(cs, obj)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("%T", obj)
+		reflectors = append(reflectors, cache.NewReflectorWithOptions(lw, obj, feed, cache.ReflectorOptions{Name: name, TypeDescription: name}))
+		feeds = append(feeds, feed.HasSynced)
+	}
+	synced = func() bool {
+		for _, f := range feeds {
+			if !f() {
+				return false
+			}
+		}
+		return true
+	}
+	return synced, mgr.Add(everyReplica(func(ctx context.Context) error {
+		for _, r := range reflectors {
+			go r.RunWithContext(ctx)
+		}
+		if cache.WaitForCacheSync(ctx.Done(), feeds...) {
+			log.Info("caches synced")
+		}
+		<-ctx.Done()
+		return nil
+	}))
+}
+
+// listWatchOf lists and watches obj's kind in every namespace.
+func listWatchOf(cs kubernetes.Interface, obj lookup.Stored) (*cache.ListWatch, error) {
+	switch obj.(type) {
+	case *corev1.Service:
+		return listWatch(cs.CoreV1().Services(metav1.NamespaceAll)), nil
+	case *corev1.PersistentVolumeClaim:
+		return listWatch(cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll)), nil
+	case *corev1.Namespace:
+		return listWatch(cs.CoreV1().Namespaces()), nil
+	case *appsv1.Deployment:
+		return listWatch(cs.AppsV1().Deployments(metav1.NamespaceAll)), nil
+	case *appsv1.StatefulSet:
+		return listWatch(cs.AppsV1().StatefulSets(metav1.NamespaceAll)), nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return listWatch(cs.AutoscalingV2().HorizontalPodAutoscalers(metav1.NamespaceAll)), nil
+	}
+	return nil, fmt.Errorf("no list and watch of %T", obj)
+}
+
+// lister is a typed client's list and watch of one kind.
+type lister[L runtime.Object] interface {
+	List(context.Context, metav1.ListOptions) (L, error)
+	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
+}
+
+func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return c.List(ctx, opts)
+		},
+		WatchFuncWithContext: c.Watch,
+	}
+}
