@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
@@ -124,6 +126,42 @@ func exemptingEngine(t *testing.T, extra string) *engine.Engine {
 		t.Fatal(err)
 	}
 	return engine.New(cfg.Settings())
+}
+
+// TestNoPassBeforeTheStoreSynced: a StatefulSet stored before its Service
+// must not be reported; the first pass waits for every kind.
+func TestNoPassBeforeTheStoreSynced(t *testing.T) {
+	client := fake.NewClientset()
+	objs := objects(t, orphan("shop", "db", nil))
+	var synced atomic.Bool
+	b := &Background{
+		Store: objs.Store, Synced: synced.Load, Interval: time.Hour,
+		Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) },
+		Events: client.CoreV1(), Ledger: &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"},
+		Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Start(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	if got := testutil.ToFloat64(b.Metrics.LastRun); got != 0 {
+		t.Fatalf("a pass ran before the store synced (last run %v)", got)
+	}
+	synced.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(b.Metrics.LastRun) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no pass within 5s of the store syncing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if events, _ := client.CoreV1().Events("shop").List(context.Background(), metav1.ListOptions{}); len(events.Items) != 1 {
+		t.Errorf("%d Events after the first pass, want 1", len(events.Items))
+	}
 }
 
 // TestEvents: one Event per distinct violation, none for exemptions, none

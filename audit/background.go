@@ -30,7 +30,11 @@ const (
 // Event once per distinct violation and, when the CRD is installed, writes
 // one PolicyReport per namespace.
 type Background struct {
-	Store    *lookup.Store // the server's: no API requests per pass
+	Store *lookup.Store // the server's: no API requests per pass
+	// Synced reports whether the store holds every kind; no pass runs
+	// before. A pass over a partial store would report StatefulSets whose
+	// Service has not arrived yet, and forget violations it cannot see.
+	Synced   func() bool
 	Engine   func() *engine.Engine
 	Interval time.Duration
 	Excluded []string
@@ -56,6 +60,13 @@ func (b *Background) Start(ctx context.Context) error {
 		emitted = map[string]bool{}
 	}
 	b.emitted = emitted
+	for !b.Synced() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	t := time.NewTicker(b.Interval)
 	defer t.Stop()
 	for {

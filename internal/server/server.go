@@ -93,11 +93,14 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 			return err
 		}
 	}
-	if err := addLeaderWork(mgr, opts, background, log.WithName("leader")); err != nil {
-		return err
-	}
 	synced, err := startReflectors(mgr, store, kinds, log)
 	if err != nil {
+		return err
+	}
+	if background != nil {
+		background.Synced = synced
+	}
+	if err := addLeaderWork(mgr, opts, background, log.WithName("leader")); err != nil {
 		return err
 	}
 	// Ready once every kind is stored and the TLS listener is up.
