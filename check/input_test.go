@@ -17,8 +17,12 @@ func readString(data string, strict bool) (objects, errs, notes []string) {
 	in := r.finish()
 	for _, o := range in.Objects {
 		id := o.Source + ":" + strconv.Itoa(o.Line) + " " + o.Kind
-		if o.Typed != nil {
-			id += " " + o.Typed.GetNamespace() + "/" + o.Typed.GetName()
+		typed, err := o.Decode()
+		if err != nil {
+			panic(err)
+		}
+		if typed != nil {
+			id += " " + typed.GetNamespace() + "/" + typed.GetName()
 		}
 		objects = append(objects, id)
 	}

@@ -493,9 +493,14 @@ func decodeObject(data []byte, tm typeMeta, defaultNamespace string) (batch.Obje
 	if _, clusterScoped := typed.(*corev1.Namespace); !clusterScoped && typed.GetNamespace() == "" {
 		typed.SetNamespace(defaultNamespace)
 	}
-	// Every object is held until all are judged: only what the rules read.
+	// Every object is held until all are judged: only what the rules
+	// read, encoded.
 	engine.Trim(typed)
-	return batch.Object{Kind: tm.Kind, Typed: typed}, nil
+	o := batch.Object{Kind: tm.Kind, Typed: typed}
+	if err := o.Encode(); err != nil {
+		return batch.Object{}, err
+	}
+	return o, nil
 }
 
 // readKind says whether stateguard judges or looks up objects of a kind

@@ -37,6 +37,16 @@ var StoredKinds = []Stored{
 	&appsv1.Deployment{}, &appsv1.StatefulSet{}, &autoscalingv2.HorizontalPodAutoscaler{},
 }
 
+// New is a new object of the stored kind named kind, nil for another.
+func New(kind string) Stored {
+	for _, obj := range StoredKinds {
+		if t := reflect.TypeOf(obj).Elem(); t.Name() == kind {
+			return reflect.New(t).Interface().(Stored)
+		}
+	}
+	return nil
+}
+
 // Store keeps objects as the protobuf encoding of their trimmed form
 // (engine.Trim) and decodes them when read: a Service costs about 200
 // bytes in it, against over 1 KB as a typed object in an informer's
