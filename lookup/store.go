@@ -47,9 +47,9 @@ func New(kind string) Stored {
 	return nil
 }
 
-// Store keeps objects as the protobuf encoding of their trimmed form
-// (engine.Trim) and decodes them when read: a Service costs about 200
-// bytes in it, against over 1 KB as a typed object in an informer's
+// Store keeps each object in a compact form of what engine.Trim keeps of
+// it (codecOf says which) and decodes it when read: a Service costs about
+// 200 bytes in it, against over 1 KB as a typed object in an informer's
 // cache, so that the server's memory follows what the rules read rather
 // than the size of the cluster. It is an engine.Lookup of what it holds,
 // safe for concurrent use; Feed fills one kind from a reflector.
@@ -65,16 +65,17 @@ var _ engine.Lookup = (*Store)(nil)
 func NewStore() *Store {
 	s := &Store{kinds: map[reflect.Type]*records{}, namespaces: map[string]string{}}
 	for _, obj := range StoredKinds {
-		s.kinds[reflect.TypeOf(obj)] = &records{objs: map[key][]byte{}}
+		s.kinds[reflect.TypeOf(obj)] = &records{objs: map[key]any{}, codec: codecOf(obj)}
 	}
 	return s
 }
 
-// records are the objects of one kind. The encodings are never written
-// once stored: readers use them without the lock.
+// records are the objects of one kind, each as its codec keeps it. What
+// is stored is never written: readers use it without the lock.
 type records struct {
 	mu     sync.RWMutex
-	objs   map[key][]byte
+	objs   map[key]any
+	codec  codec
 	synced bool
 	// Of HPAs: the workload each scales (its namespace and KIND/NAME), and
 	// the HPAs that scale each workload.
@@ -85,7 +86,7 @@ type records struct {
 // record is an object ready to store.
 type record struct {
 	key
-	data   []byte
+	data   any    // as its kind's codec keeps it
 	scaled string // of an HPA, the KIND/NAME of the workload it scales
 }
 
@@ -141,7 +142,7 @@ func (s *Store) record(obj any) (*record, error) {
 	case *corev1.Service, *corev1.PersistentVolumeClaim, *corev1.Namespace:
 		o.SetUID("")
 	}
-	data, err := o.Marshal()
+	data, err := s.kinds[reflect.TypeOf(o)].codec.encode(o)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %T %s/%s: %w", obj, o.GetNamespace(), o.GetName(), err)
 	}
@@ -201,13 +202,14 @@ func (s *Store) get(namespace, name string, obj Stored) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	k := key{namespace, name}
 	r.mu.RLock()
-	data, ok := r.objs[key{namespace, name}]
+	data, ok := r.objs[k]
 	r.mu.RUnlock()
 	if !ok {
 		return false, nil
 	}
-	if err := obj.Unmarshal(data); err != nil {
+	if err := r.codec.decode(k, data, obj); err != nil {
 		return false, fmt.Errorf("decoding the stored %T %s/%s: %w", obj, namespace, name, err)
 	}
 	return true, nil
@@ -273,7 +275,7 @@ func (s *Store) Len(obj Stored) int {
 func Each[T Stored](s *Store) iter.Seq2[T, error] {
 	type entry struct {
 		key
-		data []byte
+		data any
 	}
 	typ := reflect.TypeFor[T]()
 	return func(yield func(T, error) bool) {
@@ -294,7 +296,7 @@ func Each[T Stored](s *Store) iter.Seq2[T, error] {
 		})
 		for _, e := range entries {
 			obj := reflect.New(typ.Elem()).Interface().(T)
-			if err := obj.Unmarshal(e.data); err != nil {
+			if err := r.codec.decode(e.key, e.data, obj); err != nil {
 				err = fmt.Errorf("decoding the stored %T %s/%s: %w", obj, e.namespace, e.name, err)
 			}
 			if !yield(obj, err) || err != nil {
@@ -369,7 +371,7 @@ func (f *Feed) Replace(list []any, _ string) error {
 	}
 	f.r.mu.Lock()
 	defer f.r.mu.Unlock()
-	f.r.objs, f.r.scaled, f.r.byScaled = make(map[key][]byte, len(recs)), nil, nil
+	f.r.objs, f.r.scaled, f.r.byScaled = make(map[key]any, len(recs)), nil, nil
 	for _, rec := range recs {
 		f.r.put(rec)
 	}
