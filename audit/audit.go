@@ -65,24 +65,25 @@ func apiPath(kind string, obj metav1.Object) string {
 	return "/apis/" + k.apiVersion + "/namespaces/" + obj.GetNamespace() + "/" + k.resource + "/" + obj.GetName()
 }
 
-// judge judges the workloads and HPAs of the scope among the store's
-// objects, by kind, namespace and name, decoding one at a time. judged
+// judge judges the scope's StatefulSets and Deployments that workloads
+// yields, then its HPAs from the store, looking up in the store, by kind,
+// namespace and name, one object at a time. With byPath, the result also
 // names each judged object's namespace, name and UID by its source.
-func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope) (rep *report.Report, warnings []string, judged map[string]metav1.Object, err error) {
-	ignored := map[string]bool{}
+func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope, workloads func(*pass, func(batch.Object) bool) bool, byPath bool) (rep *report.Report, warnings []string, judged map[string]metav1.Object, err error) {
+	p := &pass{store: store, scope: scope, ignored: map[string]bool{}}
+	if byPath {
+		p.judged = map[string]metav1.Object{}
+	}
 	for ns, err := range lookup.Each[*corev1.Namespace](store) {
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		if ns.Labels[LabelIgnore] == "true" {
-			ignored[ns.Name] = true
+			p.ignored[ns.Name] = true
 		}
 	}
-	p := &pass{store: store, scope: scope, ignored: ignored, judged: map[string]metav1.Object{}}
 	rep, warnings, err = batch.JudgeEach(ctx, eng, func(yield func(batch.Object) bool) {
-		_ = yieldInScope[*appsv1.StatefulSet](p, "StatefulSet", yield) &&
-			yieldInScope[*appsv1.Deployment](p, "Deployment", yield) &&
-			yieldInScope[*autoscalingv2.HorizontalPodAutoscaler](p, "HorizontalPodAutoscaler", yield)
+		_ = workloads(p, yield) && yieldStored[*autoscalingv2.HorizontalPodAutoscaler](p, "HorizontalPodAutoscaler", yield)
 	}, store)
 	if err == nil {
 		err = p.err
@@ -93,29 +94,42 @@ func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope S
 	return rep, warnings, p.judged, nil
 }
 
-// pass is what judge's walk over the store keeps.
+// storedWorkloads yields the store's StatefulSets and Deployments.
+func storedWorkloads(p *pass, yield func(batch.Object) bool) bool {
+	return yieldStored[*appsv1.StatefulSet](p, "StatefulSet", yield) &&
+		yieldStored[*appsv1.Deployment](p, "Deployment", yield)
+}
+
+// pass is what judge's walk over the objects keeps.
 type pass struct {
 	store   *lookup.Store
 	scope   Scope
 	ignored map[string]bool
-	judged  map[string]metav1.Object
-	err     error // the first object that could not be decoded
+	judged  map[string]metav1.Object // nil unless asked for
+	err     error                    // the first object that could not be read
 }
 
-// yieldInScope yields the objects of kind T in the scope, and reports
-// whether to go on.
-func yieldInScope[T lookup.Stored](p *pass, kind string, yield func(batch.Object) bool) bool {
+// offer yields obj when the scope holds it, and reports whether to go on.
+func (p *pass) offer(kind string, obj lookup.Stored, yield func(batch.Object) bool) bool {
+	if p.scope.skipped(obj.GetNamespace(), p.ignored) {
+		return true
+	}
+	source := apiPath(kind, obj)
+	if p.judged != nil {
+		p.judged[source] = &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()}
+	}
+	return yield(batch.Object{Source: source, Kind: kind, Typed: obj})
+}
+
+// yieldStored offers the stored objects of kind T, and reports whether to
+// go on.
+func yieldStored[T lookup.Stored](p *pass, kind string, yield func(batch.Object) bool) bool {
 	for obj, err := range lookup.Each[T](p.store) {
 		if err != nil {
 			p.err = err
 			return false
 		}
-		if p.scope.skipped(obj.GetNamespace(), p.ignored) {
-			continue
-		}
-		source := apiPath(kind, obj)
-		p.judged[source] = &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()}
-		if !yield(batch.Object{Source: source, Kind: kind, Typed: obj}) {
+		if !p.offer(kind, obj, yield) {
 			return false
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,7 @@ import (
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/lookup"
 	"github.com/stateguard/stateguard/report"
+	"github.com/stateguard/stateguard/test/manifests"
 )
 
 // orphan is a StatefulSet whose headless Service does not exist.
@@ -67,7 +69,7 @@ func objects(t *testing.T, objs ...lookup.Stored) *Objects {
 // judged summarises a judgement as "source rule action" lines.
 func judged(t *testing.T, objs *Objects, scope Scope) []string {
 	t.Helper()
-	rep, _, err := Judge(context.Background(), engine.New(config.Default().Settings()), objs, scope)
+	rep, _, _, err := judge(context.Background(), engine.New(config.Default().Settings()), objs.Store, scope, storedWorkloads, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestEvents(t *testing.T) {
 	}
 	objs := objects(t, orphan("shop", "db", nil), orphan("shop", "cache", nil))
 	pass := func(b *Background) int {
-		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{}, storedWorkloads, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +285,7 @@ func TestPolicyReports(t *testing.T) {
 	)
 	write := func() {
 		t.Helper()
-		rep, _, judgedObjs, err := judge(context.Background(), eng, objs.Store, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), eng, objs.Store, Scope{}, storedWorkloads, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,36 +364,52 @@ func TestPolicyReports(t *testing.T) {
 	}
 }
 
-// TestList reads the scope's objects, stripped of what judging never
-// reads, and names the permission a refused list lacks.
-func TestList(t *testing.T) {
-	db := orphan("shop", "db", map[string]string{engine.AnnotationLastAppliedConfiguration: "{}", engine.AnnotationExempt: "all"})
-	db.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
-	client := fake.NewClientset(db, orphan("lab", "trial", nil), ns("shop", nil, nil))
-	objs, err := List(context.Background(), client, Scope{Namespace: "shop"}, nil)
+// TestListAndJudge: the CLI lists what the rules look up, then judges the
+// workloads of the scope as they are listed; a Deployment an HPA scales is
+// kept for the HPA's rule. A refused list names the permission.
+func TestListAndJudge(t *testing.T) {
+	inShop := func(obj lookup.Stored) runtime.Object {
+		obj.SetNamespace("shop")
+		return obj
+	}
+	scaler := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MaxReplicas:    5,
+		},
+	}
+	client := fake.NewClientset(orphan("shop", "db", nil), orphan("lab", "trial", nil), ns("shop", nil, nil),
+		inShop(manifests.Deployment("web")), inShop(manifests.Claim("web")), scaler,
+		inShop(manifests.Deployment("solo")), inShop(manifests.Claim("solo")))
+	rep, _, err := listAndJudge(context.Background(), engine.New(config.Default().Settings()), client, Scope{Namespace: "shop"}, &counter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sts, nss := objs.Store.Len(&appsv1.StatefulSet{}), objs.Store.Len(&corev1.Namespace{}); sts != 1 || nss != 1 {
-		t.Fatalf("listed %d StatefulSets and %d Namespaces in shop, want 1 and 1", sts, nss)
+	var got []string
+	for _, r := range rep.Results {
+		got = append(got, r.Source+" "+r.Rule+" "+string(r.Action))
 	}
-	for got, err := range lookup.Each[*appsv1.StatefulSet](objs.Store) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.ManagedFields != nil || !cmp.Equal(got.Annotations, map[string]string{engine.AnnotationExempt: "all"}) {
-			t.Errorf("managed fields %v, annotations %v: want both slimmed", got.ManagedFields, got.Annotations)
-		}
+	want := []string{
+		"/apis/apps/v1/namespaces/shop/statefulsets/db statefulset-headless-service deny",
+		"/apis/apps/v1/namespaces/shop/deployments/web deployment-shared-rwo-pvc deny",
+		"/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers/web deployment-shared-rwo-pvc deny",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if rep.Objects != 4 {
+		t.Errorf("%d objects judged, want 4: a StatefulSet, two Deployments and an HPA", rep.Objects)
 	}
 
 	client.PrependReactor("list", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "statefulsets"}, "", errors.New(`User "u" cannot list resource "statefulsets"`))
 	})
-	_, err = List(context.Background(), client, Scope{}, nil)
-	want := `cannot list statefulsets.apps in all namespaces: statefulsets.apps is forbidden: User "u" cannot list resource "statefulsets"` +
+	_, _, err = listAndJudge(context.Background(), engine.New(config.Default().Settings()), client, Scope{}, &counter{})
+	want1 := `cannot list statefulsets.apps in all namespaces: statefulsets.apps is forbidden: User "u" cannot list resource "statefulsets"` +
 		"\nstateguard audit needs \"list\" on statefulsets.apps in all namespaces (the chart's ClusterRole grants it)"
-	if err == nil || err.Error() != want {
-		t.Errorf("error %v\nwant %s", err, want)
+	if err == nil || err.Error() != want1 {
+		t.Errorf("error %v\nwant %s", err, want1)
 	}
 }
 
@@ -424,7 +442,7 @@ func TestMetrics(t *testing.T) {
 	}
 	eng := engine.New(config.Default().Settings())
 	objs := objects(t, orphan("shop", "db", nil), orphan("lab", "trial", nil))
-	rep, _, err := Judge(context.Background(), eng, objs, Scope{})
+	rep, _, _, err := judge(context.Background(), eng, objs.Store, Scope{}, storedWorkloads, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +457,7 @@ func TestMetrics(t *testing.T) {
 	if err := statefulSets.Replace(nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	rep, _, err = Judge(context.Background(), eng, objs, Scope{})
+	rep, _, _, err = judge(context.Background(), eng, objs.Store, Scope{}, storedWorkloads, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +486,7 @@ func TestEventFailures(t *testing.T) {
 	}
 	objs := objects(t, orphan("shop", "a", nil), orphan("shop", "b", nil))
 	pass := func() int {
-		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{})
+		rep, _, judgedObjs, err := judge(context.Background(), b.Engine(), objs.Store, Scope{}, storedWorkloads, true)
 		if err != nil {
 			t.Fatal(err)
 		}

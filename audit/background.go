@@ -85,7 +85,7 @@ func (b *Background) Start(ctx context.Context) error {
 func (b *Background) Pass(ctx context.Context) error {
 	start := time.Now()
 	eng := b.Engine() // one policy for the whole pass, even across a reload
-	rep, _, judged, err := judge(ctx, eng, b.Store, Scope{Excluded: b.Excluded})
+	rep, _, judged, err := judge(ctx, eng, b.Store, Scope{Excluded: b.Excluded}, storedWorkloads, true)
 	if err != nil {
 		return err
 	}

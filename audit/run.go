@@ -25,18 +25,10 @@ func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts 
 	if opts.Namespace != "" && slices.Contains(opts.Excluded, opts.Namespace) {
 		fmt.Fprintf(stderr, "note: namespace %q is excluded from admission, so nothing there is ever denied; judging it because -n names it\n", opts.Namespace)
 	}
-	objs, err := List(ctx, cs, opts.Scope, progress)
+	rep, warnings, err := listAndJudge(ctx, eng, cs, opts.Scope, &counter{progress: progress})
 	if progress != nil {
 		progress.Done()
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
-		return report.ExitInvalid
-	}
-	for _, w := range objs.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
-	rep, warnings, err := Judge(ctx, eng, objs, opts.Scope)
 	if err != nil {
 		fmt.Fprintf(stderr, "stateguard audit: %v\n", err)
 		return report.ExitInvalid
@@ -51,9 +43,14 @@ func Run(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, opts 
 	return rep.ExitCode()
 }
 
-// Judge judges the workloads of the scope as `stateguard check` would
-// judge their manifests. The report counts the workloads judged.
-func Judge(ctx context.Context, eng *engine.Engine, objs *Objects, scope Scope) (*report.Report, []string, error) {
-	rep, warnings, _, err := judge(ctx, eng, objs.Store, scope)
-	return rep, warnings, err
+// listAndJudge lists what the rules look up, then judges the workloads
+// as they are listed, the way `stateguard check` judges manifests. The
+// report counts the workloads judged; the warnings of the list come first.
+func listAndJudge(ctx context.Context, eng *engine.Engine, cs kubernetes.Interface, scope Scope, c *counter) (*report.Report, []string, error) {
+	objs, err := list(ctx, cs, scope, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, warnings, _, err := judge(ctx, eng, objs.Store, scope, listedWorkloads(ctx, cs, c), false)
+	return rep, append(objs.Warnings, warnings...), err
 }
