@@ -24,13 +24,18 @@ import (
 	"github.com/stateguard/stateguard/lookup"
 )
 
-// pageSize is how many objects one list request returns: large clusters
-// are read in pages rather than in one response held whole by either side.
-// Each page costs the API server time in proportion to all the objects of
-// its kind, so pages of kubectl's 500 make a list's time grow with the
-// square of the cluster's size: 59,000 Services took 10.3 s in pages of
-// 500 and 3.9 s in pages of 5,000.
-const pageSize = 5000
+// Lists are read in pages, never in one response held whole by either
+// side. Each page costs the API server time in proportion to all the
+// objects of its kind, so pages of kubectl's 500 make a list's time grow
+// with the square of the cluster's size: 59,000 Services took 10.3 s in
+// pages of 500 and 3.9 s in pages of 5,000 from the same API server. The
+// looked-up kinds, of which a cluster has the most, are read in the
+// largest pages, one kind at a time; workloads, decoded at several KB
+// each, in smaller ones.
+const (
+	lookupPageSize   = 10000
+	workloadPageSize = 2000
+)
 
 // Progress is told the running count of listed objects, then that listing
 // is done. A nil Progress reports nothing.
@@ -54,6 +59,7 @@ func (c *counter) add() {
 // lister lists one resource of a scope.
 type lister struct {
 	resource, namespace string // namespace "" is every namespace
+	pageSize            int64
 	list                func(metav1.ListOptions) (runtime.Object, error)
 }
 
@@ -64,9 +70,10 @@ var errStop = errors.New("stopped")
 // and the scope when the list is refused.
 func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) error) error {
 	p := pager.New(pager.SimplePageFunc(l.list))
-	p.PageSize = pageSize
-	// One page ahead, not client-go's ten: a buffered page is held whole.
-	p.PageBufferSize = 1
+	p.PageSize = l.pageSize
+	// The next page is read while this one is stored or judged, and none
+	// is buffered beyond it (client-go buffers ten): a page is held whole.
+	p.PageBufferSize = 0
 	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
 		c.add()
 		return fn(obj)
@@ -78,45 +85,31 @@ func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) er
 }
 
 // list reads what the rules look up from the API server into a Store:
-// the scope's Services, claims and HPAs, and the Namespaces, in pages,
-// the kinds concurrently. Each object is kept compactly as it arrives.
+// the scope's HPAs, Services and claims, and the Namespaces, in pages.
+// Each object is kept compactly as it arrives.
 func list(ctx context.Context, cs kubernetes.Interface, scope Scope, c *counter) (*Objects, error) {
 	ns := scope.Namespace
 	o := Objects{Store: lookup.NewStore()}
 	listers := []lister{
-		{"horizontalpodautoscalers.autoscaling", ns, func(opts metav1.ListOptions) (runtime.Object, error) {
+		{"horizontalpodautoscalers.autoscaling", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
 		}},
-		{"services", ns, func(opts metav1.ListOptions) (runtime.Object, error) {
+		{"services", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.CoreV1().Services(ns).List(ctx, opts)
 		}},
-		{"persistentvolumeclaims", ns, func(opts metav1.ListOptions) (runtime.Object, error) {
+		{"persistentvolumeclaims", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
 		}},
 	}
 	if ns == "" {
-		listers = append(listers, lister{"namespaces", "", func(opts metav1.ListOptions) (runtime.Object, error) {
+		listers = append(listers, lister{"namespaces", "", lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.CoreV1().Namespaces().List(ctx, opts)
 		}})
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
 	for _, l := range listers {
-		wg.Go(func() {
-			err := l.each(ctx, c, func(obj runtime.Object) error { return o.Store.Put(obj.(lookup.Stored)) })
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errs[0]
+		if err := l.each(ctx, c, func(obj runtime.Object) error { return o.Store.Put(obj.(lookup.Stored)) }); err != nil {
+			return nil, err
+		}
 	}
 	if ns != "" {
 		namespace, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
@@ -144,10 +137,10 @@ func list(ctx context.Context, cs kubernetes.Interface, scope Scope, c *counter)
 func listedWorkloads(ctx context.Context, cs kubernetes.Interface, c *counter) func(*pass, func(batch.Object) bool) bool {
 	return func(p *pass, yield func(batch.Object) bool) bool {
 		ns := p.scope.Namespace
-		statefulSets := lister{"statefulsets.apps", ns, func(opts metav1.ListOptions) (runtime.Object, error) {
+		statefulSets := lister{"statefulsets.apps", ns, workloadPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
 		}}
-		deployments := lister{"deployments.apps", ns, func(opts metav1.ListOptions) (runtime.Object, error) {
+		deployments := lister{"deployments.apps", ns, workloadPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.AppsV1().Deployments(ns).List(ctx, opts)
 		}}
 		for _, l := range []struct {
