@@ -62,12 +62,15 @@ func startReflectors(mgr manager.Manager, store *lookup.Store, kinds []lookup.St
 		return true
 	}
 	return synced, mgr.Add(everyReplica(func(ctx context.Context) error {
-		for _, r := range reflectors {
+		// One kind's first list at a time: a list is held whole until it
+		// replaces what the store had, and all at once would add up.
+		for i, r := range reflectors {
 			go r.RunWithContext(ctx)
+			if !cache.WaitForCacheSync(ctx.Done(), feeds[i]) {
+				return nil
+			}
 		}
-		if cache.WaitForCacheSync(ctx.Done(), feeds...) {
-			log.Info("caches synced")
-		}
+		log.Info("caches synced")
 		<-ctx.Done()
 		return nil
 	}))
