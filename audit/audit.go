@@ -70,7 +70,7 @@ func apiPath(kind string, obj metav1.Object) string {
 // namespace and name, one object at a time. With byPath, the result also
 // names each judged object's namespace, name and UID by its source.
 func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope, workloads func(*pass, func(batch.Object) bool) bool, byPath bool) (rep *report.Report, warnings []string, judged map[string]metav1.Object, err error) {
-	p := &pass{store: store, scope: scope, ignored: map[string]bool{}}
+	p := &pass{store: store, scaled: lookup.NewStore(), scope: scope, ignored: map[string]bool{}}
 	if byPath {
 		p.judged = map[string]metav1.Object{}
 	}
@@ -84,7 +84,7 @@ func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope S
 	}
 	rep, warnings, err = batch.JudgeEach(ctx, eng, func(yield func(batch.Object) bool) {
 		_ = workloads(p, yield) && yieldStored[*autoscalingv2.HorizontalPodAutoscaler](p, "HorizontalPodAutoscaler", yield)
-	}, store)
+	}, passLookup{Store: store, scaled: p.scaled})
 	if err == nil {
 		err = p.err
 	}
@@ -94,19 +94,42 @@ func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope S
 	return rep, warnings, p.judged, nil
 }
 
-// storedWorkloads yields the store's StatefulSets and Deployments.
-func storedWorkloads(p *pass, yield func(batch.Object) bool) bool {
-	return yieldStored[*appsv1.StatefulSet](p, "StatefulSet", yield) &&
-		yieldStored[*appsv1.Deployment](p, "Deployment", yield)
-}
-
 // pass is what judge's walk over the objects keeps.
 type pass struct {
 	store   *lookup.Store
+	scaled  *lookup.Store // the judged Deployments an HPA scales
 	scope   Scope
 	ignored map[string]bool
 	judged  map[string]metav1.Object // nil unless asked for
 	err     error                    // the first object that could not be read
+}
+
+// passLookup looks up in the store, but Deployments among those the pass
+// kept: neither the server nor the CLI keeps every Deployment, and an
+// HPA's rule reads only the one it scales.
+type passLookup struct {
+	*lookup.Store
+	scaled *lookup.Store
+}
+
+func (l passLookup) Deployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error) {
+	return l.scaled.Deployment(ctx, namespace, name)
+}
+
+// take offers a listed workload, and keeps it first when it is a
+// Deployment an HPA scales: the HPAs are judged after every workload.
+func (p *pass) take(ctx context.Context, kind string, obj lookup.Stored, yield func(batch.Object) bool) error {
+	if dep, ok := obj.(*appsv1.Deployment); ok {
+		if hpas, _ := p.store.HorizontalPodAutoscalers(ctx, dep.Namespace, "Deployment", dep.Name); len(hpas) > 0 {
+			if err := p.scaled.Put(dep); err != nil {
+				return err
+			}
+		}
+	}
+	if !p.offer(kind, obj, yield) {
+		return errStop
+	}
+	return nil
 }
 
 // offer yields obj when the scope holds it, and reports whether to go on.

@@ -27,6 +27,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	ctrlfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/config"
 	"github.com/stateguard/stateguard/engine"
 	"github.com/stateguard/stateguard/lookup"
@@ -64,6 +65,28 @@ func objects(t *testing.T, objs ...lookup.Stored) *Objects {
 		}
 	}
 	return o
+}
+
+// storedWorkloads yields the StatefulSets and Deployments of the test's
+// store as if listed.
+func storedWorkloads(p *pass, yield func(batch.Object) bool) bool {
+	return takeStored[*appsv1.StatefulSet](p, "StatefulSet", yield) && takeStored[*appsv1.Deployment](p, "Deployment", yield)
+}
+
+func takeStored[T lookup.Stored](p *pass, kind string, yield func(batch.Object) bool) bool {
+	for obj, err := range lookup.Each[T](p.store) {
+		if err != nil {
+			p.err = err
+			return false
+		}
+		if err := p.take(context.Background(), kind, obj, yield); err != nil {
+			if !errors.Is(err, errStop) {
+				p.err = err
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // judged summarises a judgement as "source rule action" lines.
@@ -130,14 +153,13 @@ func exemptingEngine(t *testing.T, extra string) *engine.Engine {
 	return engine.New(cfg.Settings())
 }
 
-// TestNoPassBeforeTheStoreSynced: a StatefulSet stored before its Service
-// must not be reported; the first pass waits for every kind.
+// TestNoPassBeforeTheStoreSynced: a StatefulSet listed before its Service
+// is stored must not be reported; the first pass waits for every kind.
 func TestNoPassBeforeTheStoreSynced(t *testing.T) {
-	client := fake.NewClientset()
-	objs := objects(t, orphan("shop", "db", nil))
+	client := fake.NewClientset(orphan("shop", "db", nil))
 	var synced atomic.Bool
 	b := &Background{
-		Store: objs.Store, Synced: synced.Load, Interval: time.Hour,
+		Store: objects(t).Store, Workloads: client, Synced: synced.Load, Interval: time.Hour,
 		Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) },
 		Events: client.CoreV1(), Ledger: &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"},
 		Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/stateguard/stateguard/engine"
@@ -25,12 +26,17 @@ const (
 	EventComponent = "stateguard"
 )
 
-// Background audits the cluster from the server's caches every Interval,
-// while its replica leads (the server starts it for each term). Each pass sets the metrics, records a Warning
-// Event once per distinct violation and, when the CRD is installed, writes
-// one PolicyReport per namespace.
+// Background audits the cluster every Interval, while its replica leads
+// (the server starts it for each term). Each pass lists the workloads
+// from the API server in pages and looks up in the server's store, as
+// `stateguard audit` does: the server keeps no workload, so its memory
+// follows the objects the rules look up, not the cluster's workloads.
+// Each pass sets the metrics, records a Warning Event once per distinct
+// violation and, when the CRD is installed, writes one PolicyReport per
+// namespace.
 type Background struct {
-	Store *lookup.Store // the server's: no API requests per pass
+	Store     *lookup.Store        // the server's
+	Workloads kubernetes.Interface // lists the StatefulSets and Deployments
 	// Synced reports whether the store holds every kind; no pass runs
 	// before. A pass over a partial store would report StatefulSets whose
 	// Service has not arrived yet, and forget violations it cannot see.
@@ -85,7 +91,8 @@ func (b *Background) Start(ctx context.Context) error {
 func (b *Background) Pass(ctx context.Context) error {
 	start := time.Now()
 	eng := b.Engine() // one policy for the whole pass, even across a reload
-	rep, _, judged, err := judge(ctx, eng, b.Store, Scope{Excluded: b.Excluded}, storedWorkloads, true)
+	workloads := listedWorkloads(ctx, b.Workloads, backgroundWorkloadPageSize, &counter{})
+	rep, _, judged, err := judge(ctx, eng, b.Store, Scope{Excluded: b.Excluded}, workloads, true)
 	if err != nil {
 		return err
 	}

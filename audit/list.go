@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,10 +30,12 @@ import (
 // pages of 500 and 3.9 s in pages of 5,000 from the same API server. The
 // looked-up kinds, of which a cluster has the most, are read in the
 // largest pages, one kind at a time; workloads, decoded at several KB
-// each, in smaller ones.
+// each, in smaller ones. The server's background audit, which is in no
+// hurry and is judged by its memory, reads workloads in pages of 500.
 const (
-	lookupPageSize   = 10000
-	workloadPageSize = 2000
+	lookupPageSize             = 10000
+	workloadPageSize           = 2000
+	backgroundWorkloadPageSize = 500
 )
 
 // Progress is told the running count of listed objects, then that listing
@@ -131,36 +132,24 @@ func list(ctx context.Context, cs kubernetes.Interface, scope Scope, c *counter)
 }
 
 // listedWorkloads yields the scope's StatefulSets, then its Deployments,
-// as the API server lists them, page by page: none is kept once judged
-// but the Deployments an HPA scales, which the HPA's rule looks up. The
-// API server lists a kind by namespace and name, the order judge keeps.
-func listedWorkloads(ctx context.Context, cs kubernetes.Interface, c *counter) func(*pass, func(batch.Object) bool) bool {
+// as the API server lists them, in pages of pageSize: none is kept once
+// judged but the Deployments an HPA scales, which the HPA's rule looks
+// up. The API server lists a kind by namespace and name, the order judge
+// keeps.
+func listedWorkloads(ctx context.Context, cs kubernetes.Interface, pageSize int64, c *counter) func(*pass, func(batch.Object) bool) bool {
 	return func(p *pass, yield func(batch.Object) bool) bool {
 		ns := p.scope.Namespace
-		statefulSets := lister{"statefulsets.apps", ns, workloadPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
+		statefulSets := lister{"statefulsets.apps", ns, pageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
 		}}
-		deployments := lister{"deployments.apps", ns, workloadPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
+		deployments := lister{"deployments.apps", ns, pageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
 			return cs.AppsV1().Deployments(ns).List(ctx, opts)
 		}}
 		for _, l := range []struct {
 			lister
 			kind string
 		}{{statefulSets, "StatefulSet"}, {deployments, "Deployment"}} {
-			err := l.each(ctx, c, func(obj runtime.Object) error {
-				o := obj.(lookup.Stored)
-				if dep, ok := o.(*appsv1.Deployment); ok {
-					if hpas, _ := p.store.HorizontalPodAutoscalers(ctx, dep.Namespace, "Deployment", dep.Name); len(hpas) > 0 {
-						if err := p.store.Put(dep); err != nil {
-							return err
-						}
-					}
-				}
-				if !p.offer(l.kind, o, yield) {
-					return errStop
-				}
-				return nil
-			})
+			err := l.each(ctx, c, func(obj runtime.Object) error { return p.take(ctx, l.kind, obj.(lookup.Stored), yield) })
 			if err != nil {
 				if !errors.Is(err, errStop) {
 					p.err = err

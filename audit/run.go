@@ -51,6 +51,6 @@ func listAndJudge(ctx context.Context, eng *engine.Engine, cs kubernetes.Interfa
 	if err != nil {
 		return nil, nil, err
 	}
-	rep, warnings, _, err := judge(ctx, eng, objs.Store, scope, listedWorkloads(ctx, cs, c), false)
+	rep, warnings, _, err := judge(ctx, eng, objs.Store, scope, listedWorkloads(ctx, cs, workloadPageSize, c), false)
 	return rep, append(objs.Warnings, warnings...), err
 }

@@ -134,8 +134,18 @@ func (l *Cache) PersistentVolumeClaim(ctx context.Context, namespace, name strin
 	return lookupOne(ctx, l, namespace, name, &corev1.PersistentVolumeClaim{})
 }
 
+// Deployment is read live: the server keeps no workload, and only an
+// HPA's review looks one up.
 func (l *Cache) Deployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error) {
-	return lookupOne(ctx, l, namespace, name, &appsv1.Deployment{})
+	dep := &appsv1.Deployment{}
+	err := l.live(ctx, client.ObjectKey{Namespace: namespace, Name: name}, dep)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return dep, nil
 }
 
 func (l *Cache) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {

@@ -426,10 +426,10 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 }
 
 // auditRules are the ClusterRole rules the background audit needs beyond the
-// webhook's: StatefulSets reach it through a cache alone (list, watch).
+// webhook's: it lists the workloads, and watches none.
 var auditRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
-	{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"statefulsets", "deployments"}, Verbs: []string{"list"}},
 	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, Verbs: []string{"list", "create"}},
 	{APIGroups: []string{"wgpolicyk8s.io"}, Resources: []string{"policyreports"}, ResourceNames: []string{"stateguard"}, Verbs: []string{"update"}},
@@ -441,9 +441,10 @@ var ledgerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"sg-stateguard-audit"}, Verbs: []string{"get", "update"}},
 }
 
-// webhookRules are those of auditRules' resources the webhook alone needs.
+// webhookRules are those of auditRules' resources the webhook alone needs:
+// it reads the one Deployment an HPA or a scale names.
 var webhookRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}},
 }
 
 func TestAuditArgsAndRBAC(t *testing.T) {

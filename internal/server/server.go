@@ -10,13 +10,11 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -85,15 +83,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	if err != nil {
 		return err
 	}
-	kinds := lookedUpKinds
 	var background *audit.Background
 	if opts.AuditInterval > 0 {
-		kinds = append(slices.Clip(kinds), &appsv1.StatefulSet{})
 		if background, err = newBackgroundAudit(mgr, policy, store, opts, log.WithName("audit")); err != nil {
 			return err
 		}
 	}
-	synced, err := startReflectors(mgr, store, kinds, log)
+	synced, err := startReflectors(mgr, store, storedKinds, log)
 	if err != nil {
 		return err
 	}
@@ -216,13 +212,18 @@ func newBackgroundAudit(mgr manager.Manager, policy *Policy, store *lookup.Store
 	if err != nil {
 		return nil, err
 	}
+	workloads, err := protobufClientset(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
 	return &audit.Background{
-		Store:    store,
-		Engine:   policy.Engine,
-		Interval: opts.AuditInterval,
-		Excluded: opts.ExcludedNamespaces,
-		Events:   clientset.CoreV1(),
-		Ledger:   &audit.Ledger{ConfigMaps: clientset.CoreV1(), Namespace: opts.AuditLedger.Namespace, Name: opts.AuditLedger.Name},
+		Store:     store,
+		Workloads: workloads,
+		Engine:    policy.Engine,
+		Interval:  opts.AuditInterval,
+		Excluded:  opts.ExcludedNamespaces,
+		Events:    clientset.CoreV1(),
+		Ledger:    &audit.Ledger{ConfigMaps: clientset.CoreV1(), Namespace: opts.AuditLedger.Namespace, Name: opts.AuditLedger.Name},
 		Reports: &audit.Reports{
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
 			Discovery: clientset.Discovery(), Log: log.WithName("policyreports"), PassResults: opts.PassResults,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,11 +18,12 @@ import (
 	"github.com/stateguard/stateguard/lookup"
 )
 
-// lookedUpKinds are what the rules look up; the background audit also
-// keeps StatefulSets, the workloads it judges besides Deployments.
-var lookedUpKinds = []lookup.Stored{
+// storedKinds are what the rules look up, and what the server keeps. The
+// one Deployment an HPA's review looks up is read live (lookup.Cache), so
+// no workload is kept: the background audit lists them in pages.
+var storedKinds = []lookup.Stored{
 	&corev1.Service{}, &corev1.PersistentVolumeClaim{}, &corev1.Namespace{},
-	&appsv1.Deployment{}, &autoscalingv2.HorizontalPodAutoscaler{},
+	&autoscalingv2.HorizontalPodAutoscaler{},
 }
 
 // startReflectors has a reflector per kind keep the store current, on
@@ -31,10 +31,7 @@ var lookedUpKinds = []lookup.Stored{
 // object as it arrives, compactly, in place of an informer's typed copy.
 // synced reports whether every kind has had its first full list.
 func startReflectors(mgr manager.Manager, store *lookup.Store, kinds []lookup.Stored, log logr.Logger) (synced func() bool, err error) {
-	cfg := rest.CopyConfig(mgr.GetConfig())
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := protobufClientset(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +73,15 @@ func startReflectors(mgr manager.Manager, store *lookup.Store, kinds []lookup.St
 	}))
 }
 
+// protobufClientset is a clientset that reads in protobuf, which costs
+// less to decode than JSON.
+func protobufClientset(config *rest.Config) (*kubernetes.Clientset, error) {
+	cfg := rest.CopyConfig(config)
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return kubernetes.NewForConfig(cfg)
+}
+
 // listWatchOf lists and watches obj's kind in every namespace.
 func listWatchOf(cs kubernetes.Interface, obj lookup.Stored) (*cache.ListWatch, error) {
 	switch obj.(type) {
@@ -85,10 +91,6 @@ func listWatchOf(cs kubernetes.Interface, obj lookup.Stored) (*cache.ListWatch, 
 		return listWatch(cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll)), nil
 	case *corev1.Namespace:
 		return listWatch(cs.CoreV1().Namespaces()), nil
-	case *appsv1.Deployment:
-		return listWatch(cs.AppsV1().Deployments(metav1.NamespaceAll)), nil
-	case *appsv1.StatefulSet:
-		return listWatch(cs.AppsV1().StatefulSets(metav1.NamespaceAll)), nil
 	case *autoscalingv2.HorizontalPodAutoscaler:
 		return listWatch(cs.AutoscalingV2().HorizontalPodAutoscalers(metav1.NamespaceAll)), nil
 	}
