@@ -12,6 +12,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
@@ -69,10 +70,10 @@ func apiPath(kind string, obj metav1.Object) string {
 // yields, then its HPAs from the store, looking up in the store, by kind,
 // namespace and name, one object at a time. With byPath, the result also
 // names each judged object's namespace, name and UID by its source.
-func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope, workloads func(*pass, func(batch.Object) bool) bool, byPath bool) (rep *report.Report, warnings []string, judged map[string]metav1.Object, err error) {
+func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope Scope, workloads func(*pass, func(batch.Object) bool) bool, byPath bool) (rep *report.Report, warnings []string, judged map[string]judgedObject, err error) {
 	p := &pass{store: store, scaled: lookup.NewStore(), scope: scope, ignored: map[string]bool{}}
 	if byPath {
-		p.judged = map[string]metav1.Object{}
+		p.judged = map[string]judgedObject{}
 	}
 	for ns, err := range lookup.Each[*corev1.Namespace](store) {
 		if err != nil {
@@ -94,14 +95,25 @@ func judge(ctx context.Context, eng *engine.Engine, store *lookup.Store, scope S
 	return rep, warnings, p.judged, nil
 }
 
+// judgedObject is what an Event or a PolicyReport result names of a
+// judged object: a pass keeps one per workload, not its metadata.
+type judgedObject struct {
+	namespace, name string
+	uid             types.UID
+}
+
+func (o judgedObject) GetNamespace() string { return o.namespace }
+func (o judgedObject) GetName() string      { return o.name }
+func (o judgedObject) GetUID() types.UID    { return o.uid }
+
 // pass is what judge's walk over the objects keeps.
 type pass struct {
 	store   *lookup.Store
 	scaled  *lookup.Store // the judged Deployments an HPA scales
 	scope   Scope
 	ignored map[string]bool
-	judged  map[string]metav1.Object // nil unless asked for
-	err     error                    // the first object that could not be read
+	judged  map[string]judgedObject // nil unless asked for
+	err     error                   // the first object that could not be read
 }
 
 // passLookup looks up in the store, but Deployments among those the pass
@@ -139,7 +151,7 @@ func (p *pass) offer(kind string, obj lookup.Stored, yield func(batch.Object) bo
 	}
 	source := apiPath(kind, obj)
 	if p.judged != nil {
-		p.judged[source] = &metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()}
+		p.judged[source] = judgedObject{obj.GetNamespace(), obj.GetName(), obj.GetUID()}
 	}
 	return yield(batch.Object{Source: source, Kind: kind, Typed: obj})
 }

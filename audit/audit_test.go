@@ -277,10 +277,9 @@ func TestEvents(t *testing.T) {
 }
 
 func TestEventNameFitsTheLimit(t *testing.T) {
-	long := orphan("shop", string(make([]byte, 0, 253)), nil)
-	long.Name = ""
+	long := judgedObject{namespace: "shop", uid: "uid-long"}
 	for range 25 {
-		long.Name += "abcdefghi-"
+		long.name += "abcdefghi-"
 	}
 	name := eventName(long, violationDigest(long, report.Entry{Rule: "r"}))
 	if len(name) > 253 || name[len(name)-18] == '-' {

@@ -115,7 +115,7 @@ func (b *Background) Pass(ctx context.Context) error {
 // recordEvents records a Warning Event on the object of each violation
 // not recorded yet (exemptions are not violations) and forgets the
 // violations that are gone. It returns how many Events it created.
-func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judged map[string]metav1.Object) int {
+func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judged map[string]judgedObject) int {
 	current := map[string]bool{}
 	created, failed := 0, 0
 	var firstErr error
@@ -161,13 +161,13 @@ func (b *Background) recordEvents(ctx context.Context, rep *report.Report, judge
 // the same digest, a new one a new digest. The action is left out: moving
 // from dryrun to deny changes no violation, and should not record every
 // one of them again.
-func violationDigest(obj metav1.Object, r report.Entry) string {
+func violationDigest(obj judgedObject, r report.Entry) string {
 	sum := sha256.Sum256([]byte(string(obj.GetUID()) + "\x00" + r.Rule + "\x00" + r.Field + "\x00" + r.Message))
 	return hex.EncodeToString(sum[:8])
 }
 
 // eventName is the object's name and the violation's digest.
-func eventName(obj metav1.Object, digest string) string {
+func eventName(obj judgedObject, digest string) string {
 	name := obj.GetName()
 	if max := 253 - 1 - len(digest); len(name) > max {
 		name = strings.TrimRight(name[:max], "-.")
@@ -175,7 +175,7 @@ func eventName(obj metav1.Object, digest string) string {
 	return name + "." + digest
 }
 
-func violationEvent(name string, obj metav1.Object, r report.Entry) *corev1.Event {
+func violationEvent(name string, obj judgedObject, r report.Entry) *corev1.Event {
 	now := metav1.Now()
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace()},

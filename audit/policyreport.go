@@ -50,7 +50,7 @@ type Reports struct {
 
 // Write brings the reports in line with rep, writing only those that
 // changed; enabled says which rules the policy judges (for pass results).
-func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[string]metav1.Object, enabled func(rule string) bool) error {
+func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[string]judgedObject, enabled func(rule string) bool) error {
 	installed, err := r.crdInstalled()
 	if err != nil || !installed {
 		return err
@@ -135,7 +135,7 @@ func (r *Reports) crdInstalled() (bool, error) {
 // reportResult maps a result to the PolicyReport vocabulary: deny is fail,
 // warn is warn, exempt is skip, and a dryrun result is what it would be once
 // enforced.
-func reportResult(e report.Entry, obj metav1.Object, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
+func reportResult(e report.Entry, obj judgedObject, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
 	action := e.Action
 	if action == engine.ActionDryRun {
 		action = e.Intended
@@ -166,7 +166,7 @@ const ReportPolicy = "stateguard"
 const reportCategory = "Stateful workloads"
 
 // passResult says a workload complies with a rule.
-func passResult(rule engine.Rule, s report.Subject, obj metav1.Object, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
+func passResult(rule engine.Rule, s report.Subject, obj judgedObject, now metav1.Timestamp) polv1alpha2.PolicyReportResult {
 	return polv1alpha2.PolicyReportResult{
 		Source: EventComponent, Policy: ReportPolicy, Rule: rule.ID, Category: reportCategory,
 		Result: polv1alpha2.StatusPass, Severity: polv1alpha2.SeverityInfo, Scored: true,
@@ -176,8 +176,8 @@ func passResult(rule engine.Rule, s report.Subject, obj metav1.Object, now metav
 	}
 }
 
-func resourceOf(kind string, obj metav1.Object) []corev1.ObjectReference {
-	if obj == nil {
+func resourceOf(kind string, obj judgedObject) []corev1.ObjectReference {
+	if obj == (judgedObject{}) { // not among the judged
 		return nil
 	}
 	return []corev1.ObjectReference{{
