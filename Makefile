@@ -66,8 +66,12 @@ demo: cluster
 demo-down: cluster-down
 
 ## image: the OCI image archive bin/stateguard-image.tar (no Docker engine, no base image), named as the chart's default image
-image: build
-	$(GO) run ./hack/image -binary $(BIN) -chart charts/stateguard -o bin/stateguard-image.tar \
+# Its binary leaves out check (-tags nocheck): Helm and kustomize are 30 MB
+# of the binary and 16 MB of every replica's memory, of no use to a server.
+image:
+	mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILD_TAGS),nocheck -ldflags '$(LDFLAGS)' -o bin/image/stateguard ./cmd/stateguard
+	$(GO) run ./hack/image -binary bin/image/stateguard -chart charts/stateguard -o bin/stateguard-image.tar \
 		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created "$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
 
 ## build: the static stateguard binary in bin/
@@ -176,6 +180,7 @@ lint:
 	$(GO) vet ./...
 	cd hack/cluster && $(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
+	$(GO) vet -tags nocheck ./cmd/stateguard/
 
 ## bench: the engine, check and admission review benchmarks (see README "Speed")
 bench:

@@ -43,7 +43,7 @@ func TestOnlyTheAPIServerTalksToTheWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(stateguardBin, "serve", "--kubeconfig", asChartServiceAccount(t, ns), "--cert-dir", certDir, "--port", fmt.Sprint(ports[0]),
+	cmd := exec.Command(serverBin, "serve", "--kubeconfig", asChartServiceAccount(t, ns), "--cert-dir", certDir, "--port", fmt.Sprint(ports[0]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		"--client-ca-file", caFile)
 	var log bytes.Buffer

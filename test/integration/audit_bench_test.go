@@ -44,9 +44,10 @@ var (
 // Run it once: make bench-audit.
 func BenchmarkAuditScale(b *testing.B) {
 	const perNamespace, violating, runs = 500, 100, 3
-	binaries := map[string]string{"": stateguardBin}
+	// The CLI and the server of each variant: make build's and the image's.
+	binaries := map[string][2]string{"": {stateguardBin, serverBin}}
 	if *benchBaseline != "" {
-		binaries["baseline "] = *benchBaseline
+		binaries["baseline "] = [2]string{*benchBaseline, *benchBaseline}
 	}
 	seeder := newAuditSeeder(b)
 	dry := seeder.violating(violating)
@@ -56,11 +57,11 @@ func BenchmarkAuditScale(b *testing.B) {
 		seeded += seeder.seed(int(share*float64(*benchWorkloads)), int(share*float64(*benchServices)), int(share*float64(*benchClaims)), perNamespace)
 		b.Logf("stage %d: %d objects (%d new, created in %s)", stage+1, seeded, seeded-before, seeder.took.Round(time.Second))
 		for _, name := range slices.Sorted(maps.Keys(binaries)) {
-			bin := binaries[name]
+			cli, serverBinary := binaries[name][0], binaries[name][1]
 			var cliTimes, cliRSS, passTimes, serverRSS []float64
 			for range runs {
 				start := time.Now()
-				cmd := exec.Command(bin, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
+				cmd := exec.Command(cli, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
 				out, err := cmd.Output()
 				if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
 					b.Fatalf("audit: %v", err)
@@ -72,7 +73,7 @@ func BenchmarkAuditScale(b *testing.B) {
 				}
 
 				// A server audits once an hour: its first pass is the one measured.
-				server := startServerBinary(b, bin, kubeconfig, "--leader-elect", "--namespace", "default", "--audit-interval", "1h")
+				server := startServerBinary(b, serverBinary, kubeconfig, "--leader-elect", "--namespace", "default", "--audit-interval", "1h")
 				server.waitFirstPass(b)
 				passTimes = append(passTimes, metricSumAt(b, server.metricsURL, "stateguard_audit_last_run_duration_seconds"))
 				serverRSS = append(serverRSS, peakRSS(b, server.pid))

@@ -273,7 +273,7 @@ func startAuditServer(t testing.TB, kubeconfig, leaseNamespace, interval string)
 // the user of kubeconfig, with flags besides its ports.
 func startServer(t testing.TB, kubeconfig string, flags ...string) *extraServer {
 	t.Helper()
-	return startServerBinary(t, stateguardBin, kubeconfig, flags...)
+	return startServerBinary(t, serverBin, kubeconfig, flags...)
 }
 
 // startServerBinary is startServer with another stateguard binary.

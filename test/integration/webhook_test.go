@@ -501,7 +501,7 @@ func TestShutdownDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(stateguardBin, "serve", "--kubeconfig", kubeconfig, "--cert-dir", certDir,
+	cmd := exec.Command(serverBin, "serve", "--kubeconfig", kubeconfig, "--cert-dir", certDir,
 		"--port", fmt.Sprint(ports[0]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
