@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,6 +27,7 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/stateguard/stateguard/batch"
@@ -287,9 +290,35 @@ func TestEventNameFitsTheLimit(t *testing.T) {
 	}
 }
 
+// onePerPage lists one object a page, as an API server honours a limit,
+// which the fake client ignores.
+type onePerPage struct {
+	client.Client
+	pages int
+}
+
+func (p *onePerPage) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	p.pages++
+	if err := p.Client.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	start, _ := strconv.Atoi((&client.ListOptions{}).ApplyOptions(opts).Continue)
+	end := min(start+1, len(items))
+	list.SetContinue("")
+	if end < len(items) {
+		list.SetContinue(strconv.Itoa(end))
+	}
+	return meta.SetList(list, items[min(start, end):end])
+}
+
 // TestPolicyReports: a report per namespace with results, results mapped
 // to the PolicyReport vocabulary, unchanged reports not rewritten, and a
-// fixed namespace's report emptied in place.
+// fixed namespace's report emptied in place; the existing reports are
+// read a page at a time.
 func TestPolicyReports(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := polv1alpha2.AddToScheme(scheme); err != nil {
@@ -298,7 +327,8 @@ func TestPolicyReports(t *testing.T) {
 	c := ctrlfake.NewClientBuilder().WithScheme(scheme).Build()
 	disco := &fakediscovery.FakeDiscovery{Fake: &fake.NewClientset().Fake}
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "wgpolicyk8s.io/v1alpha2", APIResources: []metav1.APIResource{{Name: "policyreports", Namespaced: true, Kind: "PolicyReport"}}}}
-	r := &Reports{Client: c, Reader: c, Discovery: disco, Log: logr.Discard(), PassResults: true}
+	reader := &onePerPage{Client: c}
+	r := &Reports{Client: c, Reader: reader, Discovery: disco, Log: logr.Discard(), PassResults: true}
 	eng := exemptingEngine(t, "rules: {statefulset-emptydir-data: {action: warn}}\n")
 	objs := objects(t,
 		orphan("shop", "db", nil), orphan("shop", "cache", nil), orphan("lab", "trial", nil),
@@ -360,7 +390,11 @@ func TestPolicyReports(t *testing.T) {
 		t.Errorf("lab (-want +got):\n%s", diff)
 	}
 
+	reader.pages = 0
 	write()
+	if reader.pages != 2 {
+		t.Errorf("the two reports were read in %d pages, want 2 of one", reader.pages)
+	}
 	if again := get("shop"); again.ResourceVersion != shop.ResourceVersion {
 		t.Errorf("an unchanged report was rewritten: resourceVersion %s -> %s", shop.ResourceVersion, again.ResourceVersion)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -48,71 +49,103 @@ type Reports struct {
 	crdMissingLogged bool
 }
 
+// reportsPageSize bounds the existing reports held at once, each of up to
+// maxReportResults results: all of a large cluster's would be hundreds of
+// MB.
+const reportsPageSize = 10
+
 // Write brings the reports in line with rep, writing only those that
 // changed; enabled says which rules the policy judges (for pass results).
+// It builds one namespace's report at a time, and reads the existing ones
+// in pages, so that its memory does not grow with the cluster.
 func (r *Reports) Write(ctx context.Context, rep *report.Report, judged map[string]judgedObject, enabled func(rule string) bool) error {
 	installed, err := r.crdInstalled()
 	if err != nil || !installed {
 		return err
 	}
-	var existing polv1alpha2.PolicyReportList
-	if err := r.Reader.List(ctx, &existing, client.MatchingLabels{labelManagedBy: EventComponent}); err != nil {
-		return fmt.Errorf("listing PolicyReports: %w", err)
-	}
-	wanted := map[string]*polv1alpha2.PolicyReport{}
-	now := metav1.Timestamp{Seconds: time.Now().Unix()}
-	add := func(namespace string, res polv1alpha2.PolicyReportResult) {
-		polr := wanted[namespace]
-		if polr == nil {
-			polr = &polv1alpha2.PolicyReport{ObjectMeta: metav1.ObjectMeta{
-				Name: ReportName, Namespace: namespace, Labels: map[string]string{labelManagedBy: EventComponent},
-			}}
-			wanted[namespace] = polr
+	namespaces, want := r.wanted(rep, judged, enabled)
+	var errs []error
+	seen := map[string]bool{}
+	for cont := ""; ; {
+		var page polv1alpha2.PolicyReportList
+		if err := r.Reader.List(ctx, &page, client.MatchingLabels{labelManagedBy: EventComponent}, client.Limit(reportsPageSize), client.Continue(cont)); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("listing PolicyReports: %w", err))...)
 		}
-		polr.Results = append(polr.Results, res)
+		for i := range page.Items {
+			have := &page.Items[i]
+			if have.Name != ReportName {
+				continue
+			}
+			seen[have.Namespace] = true
+			// Fixed or deleted workloads: the report stays, empty.
+			want := want(have.Namespace)
+			if sameResults(have, want) {
+				continue
+			}
+			have.Results, have.Summary = want.Results, want.Summary
+			if err := r.Client.Update(ctx, have); err != nil {
+				errs = append(errs, fmt.Errorf("updating PolicyReport %s/%s: %w", have.Namespace, have.Name, err))
+			}
+		}
+		if cont = page.Continue; cont == "" {
+			break
+		}
 	}
-	violated := map[string]bool{} // source and rule
-	for _, e := range rep.Results {
-		violated[e.Source+" "+e.Rule] = true
-		add(e.Namespace, reportResult(e, judged[e.Source], now))
-	}
-	if r.PassResults {
-		for _, s := range rep.Judged {
-			for _, rule := range engine.Rules {
-				if slices.Contains(rule.Kinds, s.Kind) && enabled(rule.ID) && !violated[s.Source+" "+rule.ID] {
-					add(s.Namespace, passResult(rule, s, judged[s.Source], now))
-				}
+	for _, ns := range namespaces {
+		if seen[ns] {
+			continue
+		}
+		if want := want(ns); len(want.Results) > 0 {
+			if err := r.Client.Create(ctx, want); err != nil {
+				errs = append(errs, fmt.Errorf("creating PolicyReport %s/%s: %w", want.Namespace, want.Name, err))
 			}
 		}
 	}
-	var errs []error
-	for i := range existing.Items {
-		have := &existing.Items[i]
-		if have.Name != ReportName {
-			continue
-		}
-		want := wanted[have.Namespace]
-		delete(wanted, have.Namespace)
-		if want == nil {
-			// Fixed or deleted workloads: the report stays, empty.
-			want = &polv1alpha2.PolicyReport{}
-		}
-		finish(want)
-		if sameResults(have, want) {
-			continue
-		}
-		have.Results, have.Summary = want.Results, want.Summary
-		if err := r.Client.Update(ctx, have); err != nil {
-			errs = append(errs, fmt.Errorf("updating PolicyReport %s/%s: %w", have.Namespace, have.Name, err))
-		}
-	}
-	for _, want := range wanted {
-		finish(want)
-		if err := r.Client.Create(ctx, want); err != nil {
-			errs = append(errs, fmt.Errorf("creating PolicyReport %s/%s: %w", want.Namespace, want.Name, err))
-		}
-	}
 	return errors.Join(errs...)
+}
+
+// wanted returns the namespaces that may have results, sorted, and what a
+// namespace's report should hold, built when asked.
+func (r *Reports) wanted(rep *report.Report, judged map[string]judgedObject, enabled func(rule string) bool) ([]string, func(namespace string) *polv1alpha2.PolicyReport) {
+	now := metav1.Timestamp{Seconds: time.Now().Unix()}
+	// The indexes of each namespace's results and judged workloads.
+	results, subjects := map[string][]int{}, map[string][]int{}
+	violated := map[string]bool{} // source and rule
+	for i, e := range rep.Results {
+		results[e.Namespace] = append(results[e.Namespace], i)
+		violated[e.Source+" "+e.Rule] = true
+	}
+	if r.PassResults {
+		for i, s := range rep.Judged {
+			subjects[s.Namespace] = append(subjects[s.Namespace], i)
+		}
+	}
+	namespaces := slices.Collect(maps.Keys(results))
+	for ns := range subjects {
+		if _, ok := results[ns]; !ok {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	slices.Sort(namespaces)
+	return namespaces, func(namespace string) *polv1alpha2.PolicyReport {
+		polr := &polv1alpha2.PolicyReport{ObjectMeta: metav1.ObjectMeta{
+			Name: ReportName, Namespace: namespace, Labels: map[string]string{labelManagedBy: EventComponent},
+		}}
+		for _, i := range results[namespace] {
+			e := rep.Results[i]
+			polr.Results = append(polr.Results, reportResult(e, judged[e.Source], now))
+		}
+		for _, i := range subjects[namespace] {
+			s := rep.Judged[i]
+			for _, rule := range engine.Rules {
+				if slices.Contains(rule.Kinds, s.Kind) && enabled(rule.ID) && !violated[s.Source+" "+rule.ID] {
+					polr.Results = append(polr.Results, passResult(rule, s, judged[s.Source], now))
+				}
+			}
+		}
+		finish(polr)
+		return polr
+	}
 }
 
 // crdInstalled asks discovery each pass, so a CRD installed later is used.
