@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -tags kustomize_disable_go_plugin_support -ldflags "-s -w -X main.version=${VERSION}" -o /stateguard ./cmd/stateguard
+RUN CGO_ENABLED=0 go build -trimpath -tags kustomize_disable_go_plugin_support,nocheck -ldflags "-s -w -X main.version=${VERSION}" -o /stateguard ./cmd/stateguard
 
 FROM gcr.io/distroless/static:nonroot
 LABEL org.opencontainers.image.title=stateguard \
