@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -73,10 +74,13 @@ func (o Object) Decode() (lookup.Stored, error) {
 // about stateguard's own annotations are returned apart from the results,
 // prefixed with the object.
 func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Report, []string, error) {
+	// Only an HPA's rule looks a Deployment up: without HPAs, none is
+	// stored twice (about 1 KB each).
+	hpas := slices.ContainsFunc(objs, func(o Object) bool { return o.Kind == "HorizontalPodAutoscaler" })
 	store := lookup.NewStore()
 	for _, o := range objs {
-		if o.Kind == "StatefulSet" {
-			continue // no rule looks one up
+		if o.Kind == "StatefulSet" || o.Kind == "Deployment" && !hpas {
+			continue // no rule looks it up
 		}
 		obj, err := o.Decode()
 		if err != nil {
