@@ -37,13 +37,32 @@ type Options struct {
 	Log     logr.Logger
 	// Limits bound the reviews in flight; the zero value is DefaultLimits.
 	Limits Limits
+	// Draining, when set, reports whether the server is stopping: each
+	// answer then closes its connection. The API server keeps its
+	// connections to a replica after the replica leaves the Service's
+	// endpoints; one it sends a review on just as the stopping server
+	// closes it idle fails that review (EOF), while one closed after an
+	// answer is redialled to a replica that stays.
+	Draining func() bool
 }
 
 // Setup registers the admission handlers on the webhook server.
 func Setup(s ctrlwebhook.Server, opts Options) {
 	for path, handler := range Handlers(opts) {
+		if opts.Draining != nil {
+			handler = closingWhenDraining(handler, opts.Draining)
+		}
 		s.Register(path, handler)
 	}
+}
+
+func closingWhenDraining(h http.Handler, draining func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Handlers are the HTTP handlers of the admission webhook, by path.

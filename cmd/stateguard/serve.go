@@ -85,7 +85,7 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.InFlight, "max-reviews-in-flight", webhook.DefaultLimits.InFlight, "how many reviews are handled at once; more get 429 Too Many Requests at once")
 	fs.IntVar(&o.limits.InFlightLarge, "max-large-reviews-in-flight", webhook.DefaultLimits.InFlightLarge, "how many of those may have a body above 1 MiB (up to 7 MiB each)")
 	fs.DurationVar(&o.limits.ReadTimeout, "review-read-timeout", webhook.DefaultLimits.ReadTimeout, "how long a review's body may take to arrive")
-	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving this long while /readyz reports not ready, so that load balancers stop sending first (in Kubernetes the chart's preStop sleep does this)")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving this long while /readyz reports not ready, closing each connection after its answer, so that clients such as the API server drop the connections they keep to this replica before it closes them (the chart: 2s, after its preStop sleep)")
 	fs.Int64Var(&o.memoryLimit, "memory-limit", memoryLimitFromEnv(), "the container's memory limit in bytes (default: $MEMORY_LIMIT): the garbage collector keeps the heap under 90% of it; GOMEMLIMIT, when set, wins; 0 sets none")
 	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (live reads that confirm a cache miss, the Deployment behind a scale)")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "the burst above --kube-api-qps")
@@ -144,9 +144,10 @@ func (o *serveOptions) server() server.Options {
 }
 
 // runServe runs the admission webhook until ctx ends (SIGTERM): /readyz
-// then fails at once, the webhook keeps serving for --shutdown-delay, and
-// then stops accepting, finishes in-flight reviews and closes idle
-// connections before the process exits.
+// then fails at once, the webhook keeps serving for --shutdown-delay,
+// closing each connection after its answer, and then stops accepting,
+// finishes in-flight reviews and closes idle connections before the
+// process exits.
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stateguard serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -207,11 +208,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error(err, "creating the manager")
 		return exitServeInvalid
 	}
-	if err := server.Setup(ctx, mgr, o.server(), log); err != nil {
+	// From SIGTERM on, /readyz fails and each answer closes its
+	// connection, for --shutdown-delay, before the listener closes.
+	var stopping atomic.Bool
+	opts := o.server()
+	opts.Draining = stopping.Load
+	if err := server.Setup(ctx, mgr, opts, log); err != nil {
 		log.Error(err, "setting up the server")
 		return exitServeInvalid
 	}
-	var stopping atomic.Bool
 	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
 		if stopping.Load() {
 			return errors.New("shutting down")

@@ -57,6 +57,8 @@ type Options struct {
 	LeaderElectionNamespace string
 	// Limits bound the reviews in flight.
 	Limits webhook.Limits
+	// Draining reports whether the server is stopping (webhook.Options).
+	Draining func() bool
 }
 
 // Setup adds everything `stateguard serve` runs to mgr.
@@ -73,12 +75,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	}
 	store := lookup.NewStore()
 	started, err := addWebhook(mgr, opts.CertDir, webhook.Options{
-		Engine:  policy.Engine,
-		Lookup:  &lookup.Cache{Store: store, Live: mgr.GetAPIReader()},
-		Live:    mgr.GetAPIReader(),
-		Metrics: webhook.NewMetrics(ctrlmetrics.Registry),
-		Log:     log.WithName("admission"),
-		Limits:  opts.Limits,
+		Engine:   policy.Engine,
+		Lookup:   &lookup.Cache{Store: store, Live: mgr.GetAPIReader()},
+		Live:     mgr.GetAPIReader(),
+		Metrics:  webhook.NewMetrics(ctrlmetrics.Registry),
+		Log:      log.WithName("admission"),
+		Limits:   opts.Limits,
+		Draining: opts.Draining,
 	}, log)
 	if err != nil {
 		return err

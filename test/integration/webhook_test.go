@@ -495,7 +495,8 @@ func TestMetrics(t *testing.T) {
 }
 
 // TestShutdownDelay: after SIGTERM, /readyz fails at once while the webhook
-// keeps serving for --shutdown-delay, then the server exits 0.
+// keeps serving for --shutdown-delay, each answer closing its connection
+// (before, a connection is kept), then the server exits 0.
 func TestShutdownDelay(t *testing.T) {
 	ports, err := freePorts(3)
 	if err != nil {
@@ -516,6 +517,20 @@ func TestShutdownDelay(t *testing.T) {
 	if err := waitReady(readyz, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// A malformed review: answered at once, through the handlers.
+	answerCloses := func() bool {
+		t.Helper()
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := client.Post(fmt.Sprintf("https://127.0.0.1:%d/validate-apps-v1-statefulset", ports[0]), "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatalf("the webhook did not answer: %v", err)
+		}
+		resp.Body.Close()
+		return resp.Close
+	}
+	if answerCloses() {
+		t.Error("before SIGTERM, an answer closed its connection")
+	}
 	stopped := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -535,11 +550,9 @@ func TestShutdownDelay(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatalf("the webhook stopped serving within the delay: %v", err)
+	if !answerCloses() {
+		t.Error("during the delay, an answer kept its connection open")
 	}
-	conn.Close()
 	select {
 	case err := <-exited:
 		if err != nil {
