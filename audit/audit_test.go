@@ -162,7 +162,7 @@ func TestNoPassBeforeTheStoreSynced(t *testing.T) {
 	client := fake.NewClientset(orphan("shop", "db", nil))
 	var synced atomic.Bool
 	b := &Background{
-		Store: objects(t).Store, Workloads: client, Synced: synced.Load, Interval: time.Hour,
+		Store: objects(t).Store, Workloads: served(t, client), Synced: synced.Load, Interval: time.Hour,
 		Engine: func() *engine.Engine { return engine.New(config.Default().Settings()) },
 		Events: client.CoreV1(), Ledger: &Ledger{ConfigMaps: client.CoreV1(), Namespace: "stateguard-system", Name: "stateguard-audit"},
 		Metrics: NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
@@ -437,7 +437,7 @@ func TestListAndJudge(t *testing.T) {
 	client := fake.NewClientset(orphan("shop", "db", nil), orphan("lab", "trial", nil), ns("shop", nil, nil),
 		inShop(manifests.Deployment("web")), inShop(manifests.Claim("web")), scaler,
 		inShop(manifests.Deployment("solo")), inShop(manifests.Claim("solo")))
-	rep, _, err := listAndJudge(context.Background(), engine.New(config.Default().Settings()), client, Scope{Namespace: "shop"}, &counter{})
+	rep, _, err := listAndJudge(context.Background(), engine.New(config.Default().Settings()), served(t, client), Scope{Namespace: "shop"}, &counter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestListAndJudge(t *testing.T) {
 	client.PrependReactor("list", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "statefulsets"}, "", errors.New(`User "u" cannot list resource "statefulsets"`))
 	})
-	_, _, err = listAndJudge(context.Background(), engine.New(config.Default().Settings()), client, Scope{}, &counter{})
+	_, _, err = listAndJudge(context.Background(), engine.New(config.Default().Settings()), served(t, client), Scope{}, &counter{})
 	want1 := `cannot list statefulsets.apps in all namespaces: statefulsets.apps is forbidden: User "u" cannot list resource "statefulsets"` +
 		"\nstateguard audit needs \"list\" on statefulsets.apps in all namespaces (the chart's ClusterRole grants it)"
 	if err == nil || err.Error() != want1 {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,15 +12,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/pager"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/internal/slimlist"
 	"github.com/stateguard/stateguard/lookup"
 )
 
@@ -59,30 +64,107 @@ func (c *counter) add() {
 
 // lister lists one resource of a scope.
 type lister struct {
-	resource, namespace string // namespace "" is every namespace
+	resource, namespace string // resource as RBAC names it; namespace "" is every namespace
 	pageSize            int64
-	list                func(metav1.ListOptions) (runtime.Object, error)
+	client              rest.Interface // of the resource's API group and version
+	plural              string
+	decode              func([]byte) (runtime.Object, error)
+}
+
+// listerOf lists plural, of type T, with client.
+func listerOf[T any, PT interface {
+	*T
+	runtime.Object
+	Unmarshal([]byte) error
+}](client rest.Interface, plural, group, namespace string, pageSize int64) lister {
+	return lister{
+		resource: strings.TrimSuffix(plural+"."+group, "."), namespace: namespace, pageSize: pageSize,
+		client: client, plural: plural,
+		decode: func(b []byte) (runtime.Object, error) {
+			obj := PT(new(T))
+			return obj, obj.Unmarshal(b)
+		},
+	}
 }
 
 // errStop ends a list early without an error of its own.
 var errStop = errors.New("stopped")
 
+// page is a page of a list, or why it could not be read.
+type page struct {
+	slimlist.List
+	err error
+}
+
 // each calls fn with each object, page by page, and names the resource
-// and the scope when the list is refused.
+// and the scope when the list is refused. Pages are read as protobuf and
+// pruned to what the rules read before their items are decoded
+// (slimlist): decoding is most of what a list costs its reader.
 func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) error) error {
-	p := pager.New(pager.SimplePageFunc(l.list))
-	p.PageSize = l.pageSize
-	// The next page is read while this one is stored or judged, and none
-	// is buffered beyond it (client-go buffers ten): a page is held whole.
-	p.PageBufferSize = 0
-	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-		c.add()
-		return fn(obj)
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return listError("list", l.resource, l.namespace, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan page)
+	go l.read(ctx, pages)
+	for p := range pages {
+		err := p.err
+		for _, item := range p.Items {
+			if err != nil {
+				break
+			}
+			var obj runtime.Object
+			if obj, err = l.decode(item); err != nil {
+				err = fmt.Errorf("decoding an item: %w", err)
+				break
+			}
+			c.add()
+			err = fn(obj)
+		}
+		if errors.Is(err, errStop) {
+			return err
+		}
+		if err != nil {
+			return listError("list", l.resource, l.namespace, err)
+		}
 	}
-	return err
+	return ctx.Err()
+}
+
+// read sends the list's pages until the last or an error. Each page is
+// read while the one before it is judged, and none is buffered beyond
+// it: a page is held whole. Two buffers take turns; a page's items, in
+// its buffer, are judged before the page after the next is read into it.
+func (l lister) read(ctx context.Context, pages chan<- page) {
+	defer close(pages)
+	var buffers [2]bytes.Buffer
+	opts := metav1.ListOptions{Limit: l.pageSize}
+	for i := 0; ; i++ {
+		p := page{}
+		p.List, p.err = l.page(ctx, opts, &buffers[i%2])
+		select {
+		case pages <- p:
+		case <-ctx.Done():
+			return
+		}
+		if p.err != nil || p.Continue == "" {
+			return
+		}
+		opts.Continue = p.Continue
+	}
+}
+
+// page reads one page into buf.
+func (l lister) page(ctx context.Context, opts metav1.ListOptions, buf *bytes.Buffer) (slimlist.List, error) {
+	body, err := l.client.Get().NamespaceIfScoped(l.namespace, l.namespace != "").Resource(l.plural).
+		VersionedParams(&opts, scheme.ParameterCodec).SetHeader("Accept", runtime.ContentTypeProtobuf).Stream(ctx)
+	if err != nil {
+		return slimlist.List{}, err
+	}
+	defer body.Close()
+	buf.Reset()
+	if _, err := buf.ReadFrom(body); err != nil {
+		return slimlist.List{}, err
+	}
+	return slimlist.Read(buf.Bytes())
 }
 
 // list reads what the rules look up from the API server into a Store:
@@ -92,20 +174,12 @@ func list(ctx context.Context, cs kubernetes.Interface, scope Scope, c *counter)
 	ns := scope.Namespace
 	o := Objects{Store: lookup.NewStore()}
 	listers := []lister{
-		{"horizontalpodautoscalers.autoscaling", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
-		}},
-		{"services", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().Services(ns).List(ctx, opts)
-		}},
-		{"persistentvolumeclaims", ns, lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
-		}},
+		listerOf[autoscalingv2.HorizontalPodAutoscaler](cs.AutoscalingV2().RESTClient(), "horizontalpodautoscalers", "autoscaling", ns, lookupPageSize),
+		listerOf[corev1.Service](cs.CoreV1().RESTClient(), "services", "", ns, lookupPageSize),
+		listerOf[corev1.PersistentVolumeClaim](cs.CoreV1().RESTClient(), "persistentvolumeclaims", "", ns, lookupPageSize),
 	}
 	if ns == "" {
-		listers = append(listers, lister{"namespaces", "", lookupPageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().Namespaces().List(ctx, opts)
-		}})
+		listers = append(listers, listerOf[corev1.Namespace](cs.CoreV1().RESTClient(), "namespaces", "", "", lookupPageSize))
 	}
 	for _, l := range listers {
 		if err := l.each(ctx, c, func(obj runtime.Object) error { return o.Store.Put(obj.(lookup.Stored)) }); err != nil {
@@ -139,16 +213,13 @@ func list(ctx context.Context, cs kubernetes.Interface, scope Scope, c *counter)
 func listedWorkloads(ctx context.Context, cs kubernetes.Interface, pageSize int64, c *counter) func(*pass, func(batch.Object) bool) bool {
 	return func(p *pass, yield func(batch.Object) bool) bool {
 		ns := p.scope.Namespace
-		statefulSets := lister{"statefulsets.apps", ns, pageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-		}}
-		deployments := lister{"deployments.apps", ns, pageSize, func(opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().Deployments(ns).List(ctx, opts)
-		}}
 		for _, l := range []struct {
 			lister
 			kind string
-		}{{statefulSets, "StatefulSet"}, {deployments, "Deployment"}} {
+		}{
+			{listerOf[appsv1.StatefulSet](cs.AppsV1().RESTClient(), "statefulsets", "apps", ns, pageSize), "StatefulSet"},
+			{listerOf[appsv1.Deployment](cs.AppsV1().RESTClient(), "deployments", "apps", ns, pageSize), "Deployment"},
+		} {
 			err := l.each(ctx, c, func(obj runtime.Object) error { return p.take(ctx, l.kind, obj.(lookup.Stored), yield) })
 			if err != nil {
 				if !errors.Is(err, errStop) {
