@@ -60,20 +60,8 @@ func BenchmarkAuditScale(b *testing.B) {
 			cli, serverBinary := binaries[name][0], binaries[name][1]
 			var cliTimes, cliCPU, cliRSS, passTimes, serverRSS []float64
 			for range runs {
-				start := time.Now()
-				cmd := exec.Command(cli, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
-				out, err := cmd.Output()
-				if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
-					b.Fatalf("audit: %v", err)
-				}
-				cliTimes = append(cliTimes, time.Since(start).Seconds())
-				cliRSS = append(cliRSS, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
-				// The CLI's own CPU, against its wall time: the rest is the
-				// API server's (and the wire).
-				cliCPU = append(cliCPU, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds())
-				if got := strings.Count(string(out), `"rule": "statefulset-headless-service"`); got < violating {
-					b.Fatalf("the audit found %d StatefulSets without their Service, want at least %d", got, violating)
-				}
+				wall, cpu, rss := auditCLI(b, cli, violating)
+				cliTimes, cliCPU, cliRSS = append(cliTimes, wall), append(cliCPU, cpu), append(cliRSS, rss)
 
 				// A server audits once an hour: its first pass is the one measured.
 				server := startServerBinary(b, serverBinary, kubeconfig, "--leader-elect", "--namespace", "default", "--audit-interval", "1h")
@@ -96,6 +84,26 @@ func BenchmarkAuditScale(b *testing.B) {
 				name, seeded, median(cliTimes), median(cliCPU), median(cliRSS), median(passTimes), median(serverRSS), cliTimes, cliCPU, cliRSS, passTimes, serverRSS)
 		}
 	}
+}
+
+// auditCLI runs `stateguard audit -A -o json`, checks that it found the
+// violating StatefulSets, and returns its wall time and CPU in seconds
+// and its peak memory in MiB.
+func auditCLI(b *testing.B, cli string, violating int) (wall, cpu, rss float64) {
+	start := time.Now()
+	cmd := exec.Command(cli, "audit", "-A", "-o", "json", "--kubeconfig", kubeconfig)
+	out, err := cmd.Output()
+	if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
+		b.Fatalf("audit: %v", err)
+	}
+	wall = time.Since(start).Seconds()
+	if got := strings.Count(string(out), `"rule": "statefulset-headless-service"`); got < violating {
+		b.Fatalf("the audit found %d StatefulSets without their Service, want at least %d", got, violating)
+	}
+	// The CLI's own CPU, against its wall time: the rest is the API
+	// server's (and the wire).
+	cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	return wall, cpu, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
 }
 
 func median(xs []float64) float64 {
