@@ -111,24 +111,24 @@ type List struct {
 func Read(body []byte) (List, error) {
 	unknown, ok := bytes.CutPrefix(body, protobufMagic)
 	if !ok {
-		return List{}, errors.New("not a protobuf body")
+		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
+			return List{}, errors.New("the answer is JSON, not protobuf: is a proxy in front of the API server re-encoding it?")
+		}
+		return List{}, errors.New("the answer is not protobuf")
 	}
 	// runtime.Unknown: typeMeta (1, its kind 2), raw (2), contentEncoding (3).
-	typeMeta, err := field(unknown, 1)
+	envelope, err := fieldsOf(unknown)
 	if err != nil {
-		return List{}, err
+		return List{}, fmt.Errorf("the answer's envelope: %w", err)
 	}
-	kind, err := field(typeMeta, 2)
+	typeMeta, err := fieldsOf(envelope[1])
 	if err != nil {
-		return List{}, err
+		return List{}, fmt.Errorf("the answer's envelope: %w", err)
 	}
-	if encoding, err := field(unknown, 3); err != nil || len(encoding) > 0 {
-		return List{}, fmt.Errorf("a body encoded %q: %v", encoding, err)
+	if encoding := envelope[3]; len(encoding) > 0 {
+		return List{}, fmt.Errorf("the answer's envelope: an unknown content encoding %q", encoding)
 	}
-	raw, err := field(unknown, 2)
-	if err != nil {
-		return List{}, err
-	}
+	kind, raw := typeMeta[2], envelope[2]
 	if item := items[string(kind)]; item != nil {
 		// ListMeta (1) and items (2).
 		if raw, err = only(1).with(2, item).prune(raw[:0], raw); err != nil {
@@ -161,25 +161,26 @@ func Read(body []byte) (List, error) {
 	return list, nil
 }
 
-// field is the value of msg's last length-delimited field number num, or
-// nil when msg has none.
-func field(msg []byte, num protowire.Number) ([]byte, error) {
-	var value []byte
+// fieldsOf is the value of each of msg's length-delimited fields
+// numbered below 5, the last of a number, as far as a runtime.Unknown and
+// its TypeMeta go.
+func fieldsOf(msg []byte) ([5][]byte, error) {
+	var values [5][]byte
 	for len(msg) > 0 {
-		n, typ, tag := protowire.ConsumeTag(msg)
+		num, typ, tag := protowire.ConsumeTag(msg)
 		if tag < 0 {
-			return nil, protowire.ParseError(tag)
+			return values, protowire.ParseError(tag)
 		}
-		size := protowire.ConsumeFieldValue(n, typ, msg[tag:])
+		size := protowire.ConsumeFieldValue(num, typ, msg[tag:])
 		if size < 0 {
-			return nil, protowire.ParseError(size)
+			return values, protowire.ParseError(size)
 		}
-		if n == num && typ == protowire.BytesType {
-			value, _ = protowire.ConsumeBytes(msg[tag:])
+		if num < 5 && typ == protowire.BytesType {
+			values[num], _ = protowire.ConsumeBytes(msg[tag:])
 		}
 		msg = msg[tag+size:]
 	}
-	return value, nil
+	return values, nil
 }
 
 // prune appends to dst the fields of msg that s keeps. dst may share

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,13 +143,16 @@ func TestRead(t *testing.T) {
 
 	sts := &appsv1.StatefulSetList{Items: []appsv1.StatefulSet{*manifests.StatefulSet("db")}}
 	body := encode(t, sts, appsv1.SchemeGroupVersion)
-	for name, body := range map[string][]byte{
-		"cut short":  body[:len(body)-3],
-		"JSON":       []byte(`{"kind":"StatefulSetList","items":[]}`),
-		"not a list": append(slices.Clone(body[:4]), 0xff),
+	for name, tt := range map[string]struct {
+		body []byte
+		want string
+	}{
+		"cut short":  {body[:len(body)-3], "the answer's envelope: unexpected EOF"},
+		"JSON":       {[]byte(`{"kind":"StatefulSetList","items":[]}`), "the answer is JSON, not protobuf"},
+		"not a list": {append(slices.Clone(body[:4]), 0xff), "the answer's envelope: unexpected EOF"},
 	} {
-		if _, err := Read(body); err == nil {
-			t.Errorf("%s: no error", name)
+		if _, err := Read(tt.body); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want one saying %q", name, err, tt.want)
 		}
 	}
 }
