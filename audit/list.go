@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/stateguard/stateguard/batch"
@@ -139,7 +138,7 @@ func (l lister) read(ctx context.Context, pages chan<- page) {
 	opts := metav1.ListOptions{Limit: l.pageSize}
 	for i := 0; ; i++ {
 		p := page{}
-		p.List, p.err = l.page(ctx, opts, &buffers[i%2])
+		p.List, p.err = slimlist.Get(ctx, l.client, l.namespace, l.plural, opts, &buffers[i%2])
 		select {
 		case pages <- p:
 		case <-ctx.Done():
@@ -150,21 +149,6 @@ func (l lister) read(ctx context.Context, pages chan<- page) {
 		}
 		opts.Continue = p.Continue
 	}
-}
-
-// page reads one page into buf.
-func (l lister) page(ctx context.Context, opts metav1.ListOptions, buf *bytes.Buffer) (slimlist.List, error) {
-	body, err := l.client.Get().NamespaceIfScoped(l.namespace, l.namespace != "").Resource(l.plural).
-		VersionedParams(&opts, scheme.ParameterCodec).SetHeader("Accept", runtime.ContentTypeProtobuf).Stream(ctx)
-	if err != nil {
-		return slimlist.List{}, err
-	}
-	defer body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(body); err != nil {
-		return slimlist.List{}, err
-	}
-	return slimlist.Read(buf.Bytes())
 }
 
 // list reads what the rules look up from the API server into a Store:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/stateguard/stateguard/internal/slimlist"
 	"github.com/stateguard/stateguard/lookup"
 )
 
@@ -86,9 +88,15 @@ func protobufClientset(config *rest.Config) (*kubernetes.Clientset, error) {
 func listWatchOf(cs kubernetes.Interface, obj lookup.Stored) (*cache.ListWatch, error) {
 	switch obj.(type) {
 	case *corev1.Service:
-		return listWatch(cs.CoreV1().Services(metav1.NamespaceAll)), nil
+		return prunedListWatch(cs.CoreV1().Services(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "services",
+			func(meta metav1.ListMeta, items []corev1.Service) runtime.Object {
+				return &corev1.ServiceList{ListMeta: meta, Items: items}
+			}), nil
 	case *corev1.PersistentVolumeClaim:
-		return listWatch(cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll)), nil
+		return prunedListWatch(cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "persistentvolumeclaims",
+			func(meta metav1.ListMeta, items []corev1.PersistentVolumeClaim) runtime.Object {
+				return &corev1.PersistentVolumeClaimList{ListMeta: meta, Items: items}
+			}), nil
 	case *corev1.Namespace:
 		return listWatch(cs.CoreV1().Namespaces()), nil
 	case *autoscalingv2.HorizontalPodAutoscaler:
@@ -110,4 +118,33 @@ func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
 		},
 		WatchFuncWithContext: c.Watch,
 	}
+}
+
+// prunedListWatch watches as c does, and lists resource in every
+// namespace as slimlist reads it: each page pruned to what the rules read
+// before its items are decoded. An API server without watch-lists
+// (before 1.32, or with them off) answers a reflector's first sync with
+// pages the reflector holds together until the store replaces its
+// objects: typed and whole, 110,000 Services would take several hundred
+// MB at once.
+func prunedListWatch[T any, PT interface {
+	*T
+	Unmarshal([]byte) error
+}, L runtime.Object](c lister[L], client rest.Interface, resource string, newList func(metav1.ListMeta, []T) runtime.Object) *cache.ListWatch {
+	lw := listWatch(c)
+	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		var buf bytes.Buffer
+		list, err := slimlist.Get(ctx, client, metav1.NamespaceAll, resource, opts, &buf)
+		if err != nil {
+			return nil, err
+		}
+		items := make([]T, len(list.Items))
+		for i, item := range list.Items {
+			if err := PT(&items[i]).Unmarshal(item); err != nil {
+				return nil, fmt.Errorf("decoding a listed %s: %w", resource, err)
+			}
+		}
+		return newList(list.ListMeta, items), nil
+	}
+	return lw
 }

@@ -10,11 +10,15 @@ package slimlist
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 )
 
 // shape says which fields of a protobuf message are kept: those listed
@@ -99,6 +103,23 @@ var protobufMagic = []byte("k8s\x00")
 type List struct {
 	metav1.ListMeta
 	Items [][]byte
+}
+
+// Get reads one page of the list of resource (plural, as in the API
+// path) in namespace ("" for every namespace) into buf, and returns it
+// read and pruned. The items live in buf until it is written again.
+func Get(ctx context.Context, client rest.Interface, namespace, resource string, opts metav1.ListOptions, buf *bytes.Buffer) (List, error) {
+	body, err := client.Get().NamespaceIfScoped(namespace, namespace != "").Resource(resource).
+		VersionedParams(&opts, scheme.ParameterCodec).SetHeader("Accept", runtime.ContentTypeProtobuf).Stream(ctx)
+	if err != nil {
+		return List{}, err
+	}
+	defer body.Close()
+	buf.Reset()
+	if _, err := buf.ReadFrom(body); err != nil {
+		return List{}, err
+	}
+	return Read(buf.Bytes())
 }
 
 // Read reads the protobuf body of a list, as the API server sends it,
