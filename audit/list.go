@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -89,16 +88,16 @@ func listerOf[T any, PT interface {
 // errStop ends a list early without an error of its own.
 var errStop = errors.New("stopped")
 
-// page is a page of a list, or why it could not be read.
+// page is a page of a list's objects, or why it could not be read.
 type page struct {
-	slimlist.List
-	err error
+	objs []runtime.Object
+	err  error
 }
 
 // each calls fn with each object, page by page, and names the resource
 // and the scope when the list is refused. Pages are read as protobuf and
-// pruned to what the rules read before their items are decoded
-// (slimlist): decoding is most of what a list costs its reader.
+// pruned to what the rules read as they arrive, before their items are
+// decoded (slimlist): decoding is most of what a list costs its reader.
 func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -106,13 +105,8 @@ func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) er
 	go l.read(ctx, pages)
 	for p := range pages {
 		err := p.err
-		for _, item := range p.Items {
+		for _, obj := range p.objs {
 			if err != nil {
-				break
-			}
-			var obj runtime.Object
-			if obj, err = l.decode(item); err != nil {
-				err = fmt.Errorf("decoding an item: %w", err)
 				break
 			}
 			c.add()
@@ -129,25 +123,34 @@ func (l lister) each(ctx context.Context, c *counter, fn func(runtime.Object) er
 }
 
 // read sends the list's pages until the last or an error. Each page is
-// read while the one before it is judged, and none is buffered beyond
-// it: a page is held whole. Two buffers take turns; a page's items, in
-// its buffer, are judged before the page after the next is read into it.
+// read and decoded while the one before it is judged, and none is
+// buffered beyond it.
 func (l lister) read(ctx context.Context, pages chan<- page) {
 	defer close(pages)
-	var buffers [2]bytes.Buffer
 	opts := metav1.ListOptions{Limit: l.pageSize}
-	for i := 0; ; i++ {
-		p := page{}
-		p.List, p.err = slimlist.Get(ctx, l.client, l.namespace, l.plural, opts, &buffers[i%2])
+	for {
+		var p page
+		var meta metav1.ListMeta
+		meta, p.err = slimlist.Get(ctx, l.client, l.namespace, l.plural, opts, func(item []byte) error {
+			obj, err := l.decode(item)
+			if err != nil {
+				return fmt.Errorf("decoding an item: %w", err)
+			}
+			p.objs = append(p.objs, obj)
+			return nil
+		})
+		if p.err != nil {
+			p.objs = nil
+		}
 		select {
 		case pages <- p:
 		case <-ctx.Done():
 			return
 		}
-		if p.err != nil || p.Continue == "" {
+		if p.err != nil || meta.Continue == "" {
 			return
 		}
-		opts.Continue = p.Continue
+		opts.Continue = meta.Continue
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -95,6 +97,11 @@ type record struct {
 func (r *record) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Namespace: r.namespace, Name: r.name}
 }
+
+// A record stands in for its object in a list a reflector holds before
+// its Feed stores it (Feed.Encode); it is never copied or written.
+func (r *record) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (r *record) DeepCopyObject() runtime.Object   { return r }
 
 func (s *Store) records(obj any) (*records, error) {
 	r := s.kinds[reflect.TypeOf(obj)]
@@ -380,6 +387,11 @@ func (f *Feed) Replace(list []any, _ string) error {
 }
 
 func (f *Feed) Resync() error { return nil }
+
+// Encode trims and encodes obj as the feed stores it, for a list to hold
+// in its place until the feed replaces its kind's objects with it: a list
+// of compact records in place of one of typed objects.
+func (f *Feed) Encode(obj Stored) (runtime.Object, error) { return f.s.record(obj) }
 
 // Transformer encodes each object a watch-list streams as it arrives, so
 // that the initial list is never held whole as typed objects.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -44,7 +43,7 @@ func startReflectors(mgr manager.Manager, store *lookup.Store, kinds []lookup.St
 		if err != nil {
 			return nil, err
 		}
-		lw, err := listWatchOf(cs, obj)
+		lw, err := listWatchOf(cs, obj, feed)
 		if err != nil {
 			return nil, err
 		}
@@ -84,19 +83,13 @@ func protobufClientset(config *rest.Config) (*kubernetes.Clientset, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// listWatchOf lists and watches obj's kind in every namespace.
-func listWatchOf(cs kubernetes.Interface, obj lookup.Stored) (*cache.ListWatch, error) {
+// listWatchOf lists and watches obj's kind in every namespace, for feed.
+func listWatchOf(cs kubernetes.Interface, obj lookup.Stored, feed *lookup.Feed) (*cache.ListWatch, error) {
 	switch obj.(type) {
 	case *corev1.Service:
-		return prunedListWatch(cs.CoreV1().Services(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "services",
-			func(meta metav1.ListMeta, items []corev1.Service) runtime.Object {
-				return &corev1.ServiceList{ListMeta: meta, Items: items}
-			}), nil
+		return prunedListWatch[corev1.Service](cs.CoreV1().Services(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "services", feed), nil
 	case *corev1.PersistentVolumeClaim:
-		return prunedListWatch(cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "persistentvolumeclaims",
-			func(meta metav1.ListMeta, items []corev1.PersistentVolumeClaim) runtime.Object {
-				return &corev1.PersistentVolumeClaimList{ListMeta: meta, Items: items}
-			}), nil
+		return prunedListWatch[corev1.PersistentVolumeClaim](cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "persistentvolumeclaims", feed), nil
 	case *corev1.Namespace:
 		return listWatch(cs.CoreV1().Namespaces()), nil
 	case *autoscalingv2.HorizontalPodAutoscaler:
@@ -121,30 +114,32 @@ func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
 }
 
 // prunedListWatch watches as c does, and lists resource in every
-// namespace as slimlist reads it: each page pruned to what the rules read
-// before its items are decoded. An API server without watch-lists
-// (before 1.32, or with them off) answers a reflector's first sync with
-// pages the reflector holds together until the store replaces its
-// objects: typed and whole, 110,000 Services would take several hundred
-// MB at once.
+// namespace as slimlist reads it, each object pruned to what the rules
+// read as it arrives and encoded by feed at once. An API server without
+// watch-lists (before 1.32, or with them off) answers a reflector's first
+// list of every object of the kind in one answer, whatever its limit,
+// which the reflector holds until the feed replaces the kind's objects:
+// typed and whole, 110,000 Services took several hundred MB at once.
 func prunedListWatch[T any, PT interface {
 	*T
-	Unmarshal([]byte) error
-}, L runtime.Object](c lister[L], client rest.Interface, resource string, newList func(metav1.ListMeta, []T) runtime.Object) *cache.ListWatch {
+	lookup.Stored
+}, L runtime.Object](c lister[L], client rest.Interface, resource string, feed *lookup.Feed) *cache.ListWatch {
 	lw := listWatch(c)
 	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		var buf bytes.Buffer
-		list, err := slimlist.Get(ctx, client, metav1.NamespaceAll, resource, opts, &buf)
+		var records []runtime.RawExtension
+		meta, err := slimlist.Get(ctx, client, metav1.NamespaceAll, resource, opts, func(item []byte) error {
+			obj := PT(new(T))
+			if err := obj.Unmarshal(item); err != nil {
+				return fmt.Errorf("decoding a listed %s: %w", resource, err)
+			}
+			rec, err := feed.Encode(obj)
+			records = append(records, runtime.RawExtension{Object: rec})
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
-		items := make([]T, len(list.Items))
-		for i, item := range list.Items {
-			if err := PT(&items[i]).Unmarshal(item); err != nil {
-				return nil, fmt.Errorf("decoding a listed %s: %w", resource, err)
-			}
-		}
-		return newList(list.ListMeta, items), nil
+		return &metav1.List{ListMeta: meta, Items: records}, nil
 	}
 	return lw
 }

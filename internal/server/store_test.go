@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
@@ -18,12 +19,14 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 	"github.com/stateguard/stateguard/test/manifests"
 )
 
 // TestServicesListedPruned: without a watch-list, a reflector's pages of
-// Services come pruned to what the rules read, with the list's options
-// passed on and its ListMeta kept for the watch that follows.
+// Services come as the store's records of what the rules read, with the
+// list's options passed on and its ListMeta kept for the watch that
+// follows.
 func TestServicesListedPruned(t *testing.T) {
 	svc := manifests.Service("db")
 	svc.Namespace = "shop"
@@ -45,7 +48,12 @@ func TestServicesListedPruned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lw, err := listWatchOf(cs, &corev1.Service{})
+	store := lookup.NewStore()
+	feed, err := store.Feed(&corev1.Service{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw, err := listWatchOf(cs, &corev1.Service{}, feed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +64,34 @@ func TestServicesListedPruned(t *testing.T) {
 	if asked.Path != "/api/v1/services" || asked.Query().Get("limit") != "500" || asked.Query().Get("continue") != "c1" || asked.Query().Get("resourceVersion") != "0" {
 		t.Errorf("asked for %s", asked)
 	}
-	want := page.DeepCopy()
-	engine.Trim(&want.Items[0])
-	if diff := cmp.Diff(runtime.Object(want), got, cmpopts.EquateEmpty(), cmpopts.IgnoreTypes(metav1.TypeMeta{})); diff != "" {
-		t.Errorf("the listed Services are not the trimmed ones (-trimmed +listed):\n%s", diff)
+	// As a reflector takes the list: its ListMeta, then its items into the
+	// feed.
+	listMeta, err := meta.ListAccessor(got)
+	if err != nil || listMeta.GetResourceVersion() != "7" || listMeta.GetContinue() != "c2" {
+		t.Errorf("the list's ListMeta: %v, %v", listMeta, err)
+	}
+	items, err := meta.ExtractListWithAlloc(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaced := make([]any, len(items))
+	for i, item := range items {
+		replaced[i] = item
+	}
+	if err := feed.Replace(replaced, "7"); err != nil {
+		t.Fatal(err)
+	}
+	want := svc.DeepCopy()
+	engine.Trim(want)
+	want.ResourceVersion, want.UID = "", ""
+	var stored []*corev1.Service
+	for s, err := range lookup.Each[*corev1.Service](store) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, s)
+	}
+	if diff := cmp.Diff([]*corev1.Service{want}, stored, cmpopts.EquateEmpty(), cmpopts.IgnoreTypes(metav1.TypeMeta{})); diff != "" {
+		t.Errorf("the stored Services are not the trimmed ones (-trimmed +stored):\n%s", diff)
 	}
 }

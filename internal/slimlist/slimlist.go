@@ -9,10 +9,13 @@
 package slimlist
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,94 +100,216 @@ var items = map[string]*shape{
 // runtime.Unknown that wraps the object.
 var protobufMagic = []byte("k8s\x00")
 
-// List is a list read from its protobuf body: its ListMeta, and each
-// item's protobuf, to be unmarshalled into its type. The items share the
-// body's memory.
-type List struct {
-	metav1.ListMeta
-	Items [][]byte
-}
-
-// Get reads one page of the list of resource (plural, as in the API
-// path) in namespace ("" for every namespace) into buf, and returns it
-// read and pruned. The items live in buf until it is written again.
-func Get(ctx context.Context, client rest.Interface, namespace, resource string, opts metav1.ListOptions, buf *bytes.Buffer) (List, error) {
+// Get lists one page of resource (plural, as in the API path) in
+// namespace ("" for every namespace) and calls fn with each item, as
+// Each reads them from the answer. It returns the list's ListMeta.
+func Get(ctx context.Context, client rest.Interface, namespace, resource string, opts metav1.ListOptions, fn func(item []byte) error) (metav1.ListMeta, error) {
 	body, err := client.Get().NamespaceIfScoped(namespace, namespace != "").Resource(resource).
 		VersionedParams(&opts, scheme.ParameterCodec).SetHeader("Accept", runtime.ContentTypeProtobuf).Stream(ctx)
 	if err != nil {
-		return List{}, err
+		return metav1.ListMeta{}, err
 	}
 	defer body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(body); err != nil {
-		return List{}, err
-	}
-	return Read(buf.Bytes())
+	return Each(body, fn)
 }
 
-// Read reads the protobuf body of a list, as the API server sends it,
-// and prunes it in place when its items are of a kind the rules read:
-// the items are then what engine.Trim keeps of them. The body is lost.
-//
-// Pruned in place: a field written is never longer than the field read,
-// and is written before the next one is read, so the output never
-// overtakes the input.
-func Read(body []byte) (List, error) {
-	unknown, ok := bytes.CutPrefix(body, protobufMagic)
-	if !ok {
-		if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
-			return List{}, errors.New("the answer is JSON, not protobuf: is a proxy in front of the API server re-encoding it?")
+// Each reads the protobuf body of a list from r, as the API server sends
+// it, and calls fn with each item's protobuf, pruned when the list's kind
+// is one the rules read: the item is then what engine.Trim keeps of it.
+// An item's bytes are fn's only during the call. It returns the list's
+// ListMeta. The body is read as it arrives, never held whole: an API
+// server without watch-lists answers a first list of every object of a
+// kind in one answer, whatever its limit.
+func Each(r io.Reader, fn func(item []byte) error) (metav1.ListMeta, error) {
+	in := &counting{r: bufio.NewReaderSize(r, 64<<10)}
+	var meta metav1.ListMeta
+	magic := make([]byte, len(protobufMagic))
+	if _, err := io.ReadFull(in, magic); err != nil || !bytes.Equal(magic, protobufMagic) {
+		if trimmed := bytes.TrimSpace(magic); len(trimmed) > 0 && trimmed[0] == '{' {
+			return meta, errors.New("the answer is JSON, not protobuf: is a proxy in front of the API server re-encoding it?")
 		}
-		return List{}, errors.New("the answer is not protobuf")
+		return meta, fmt.Errorf("the answer is not protobuf (%v)", err)
 	}
-	// runtime.Unknown: typeMeta (1, its kind 2), raw (2), contentEncoding (3).
-	envelope, err := fieldsOf(unknown)
-	if err != nil {
-		return List{}, fmt.Errorf("the answer's envelope: %w", err)
-	}
-	typeMeta, err := fieldsOf(envelope[1])
-	if err != nil {
-		return List{}, fmt.Errorf("the answer's envelope: %w", err)
-	}
-	if encoding := envelope[3]; len(encoding) > 0 {
-		return List{}, fmt.Errorf("the answer's envelope: an unknown content encoding %q", encoding)
-	}
-	kind, raw := typeMeta[2], envelope[2]
-	if item := items[string(kind)]; item != nil {
-		// ListMeta (1) and items (2).
-		if raw, err = only(1).with(2, item).prune(raw[:0], raw); err != nil {
-			return List{}, fmt.Errorf("%s: %w", kind, err)
+	// runtime.Unknown: typeMeta (1, its kind 2), raw (2, the list),
+	// contentEncoding (3), in that order.
+	var kind string
+	var buf []byte
+	for {
+		num, typ, err := in.tag()
+		if err == io.EOF {
+			return meta, nil
 		}
-	}
-	var list List
-	for len(raw) > 0 {
-		num, typ, tag := protowire.ConsumeTag(raw)
-		if tag < 0 {
-			return List{}, fmt.Errorf("%s: %w", kind, protowire.ParseError(tag))
+		if err != nil {
+			return meta, fmt.Errorf("the answer's envelope: %w", noEOF(err))
 		}
-		if typ != protowire.BytesType {
-			return List{}, fmt.Errorf("%s: field %d is not a message", kind, num)
+		if typ != protowire.BytesType || num > 3 {
+			if err := in.skip(typ); err != nil {
+				return meta, fmt.Errorf("the answer's envelope: %w", err)
+			}
+			continue
 		}
-		value, size := protowire.ConsumeBytes(raw[tag:])
-		if size < 0 {
-			return List{}, fmt.Errorf("%s: %w", kind, protowire.ParseError(size))
+		size, err := in.varint()
+		if err != nil {
+			return meta, fmt.Errorf("the answer's envelope: %w", noEOF(err))
+		}
+		if num == 2 {
+			if err := each(in, in.n+int64(size), items[kind], &meta, fn); err != nil {
+				return meta, fmt.Errorf("%s: %w", kind, err)
+			}
+			continue
+		}
+		if buf, err = in.bytes(buf, size); err != nil {
+			return meta, fmt.Errorf("the answer's envelope: %w", err)
 		}
 		switch num {
 		case 1:
-			if err := list.ListMeta.Unmarshal(value); err != nil {
-				return List{}, fmt.Errorf("%s: %w", kind, err)
+			typeMeta, err := fieldsOf(buf)
+			if err != nil {
+				return meta, fmt.Errorf("the answer's envelope: %w", err)
+			}
+			kind = string(typeMeta[2])
+		case 3:
+			if len(buf) > 0 {
+				return meta, fmt.Errorf("the answer's envelope: an unknown content encoding %q", buf)
+			}
+		}
+	}
+}
+
+// each reads a list's fields up to the input's offset end: its ListMeta
+// (field 1) into meta, and each item (field 2), pruned to item when it is
+// not nil, into fn.
+func each(in *counting, end int64, item *shape, meta *metav1.ListMeta, fn func([]byte) error) error {
+	var buf []byte
+	for in.n < end {
+		num, typ, err := in.tag()
+		if err != nil {
+			return noEOF(err)
+		}
+		if typ != protowire.BytesType || num > 2 {
+			if err := in.skip(typ); err != nil {
+				return err
+			}
+			continue
+		}
+		size, err := in.varint()
+		if err != nil {
+			return noEOF(err)
+		}
+		if buf, err = in.bytes(buf, size); err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := meta.Unmarshal(buf); err != nil {
+				return err
 			}
 		case 2:
-			list.Items = append(list.Items, value)
+			value := buf
+			if item != nil {
+				if value, err = item.prune(buf[:0], buf); err != nil {
+					return err
+				}
+			}
+			if err := fn(value); err != nil {
+				return err
+			}
 		}
-		raw = raw[tag+size:]
 	}
-	return list, nil
+	if in.n != end {
+		return errors.New("an item runs past the list's end")
+	}
+	return nil
+}
+
+// counting reads from r, counting the bytes read.
+type counting struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *counting) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
+}
+
+func (c *counting) varint() (uint64, error) { return binary.ReadUvarint(c) }
+
+// tag reads a field's tag; io.EOF when the input ends before it.
+func (c *counting) tag() (protowire.Number, protowire.Type, error) {
+	v, err := c.varint()
+	if err != nil {
+		return 0, 0, err
+	}
+	num, typ := protowire.DecodeTag(v)
+	if num < protowire.MinValidNumber {
+		return 0, 0, errors.New("an invalid field number")
+	}
+	return num, typ, nil
+}
+
+// bytes reads size bytes into buf, grown when too small.
+func (c *counting) bytes(buf []byte, size uint64) ([]byte, error) {
+	if size > maxField {
+		return nil, fmt.Errorf("a field of %d bytes", size)
+	}
+	if uint64(cap(buf)) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	_, err := io.ReadFull(c, buf)
+	return buf, noEOF(err)
+}
+
+// maxField bounds a field read whole: an item, or the envelope's type.
+// The API server refuses objects over 1.5 MiB (etcd's request limit).
+const maxField = 64 << 20
+
+// skip reads past a field's value.
+func (c *counting) skip(typ protowire.Type) error {
+	var size uint64
+	switch typ {
+	case protowire.VarintType:
+		_, err := c.varint()
+		return noEOF(err)
+	case protowire.Fixed32Type:
+		size = 4
+	case protowire.Fixed64Type:
+		size = 8
+	case protowire.BytesType:
+		var err error
+		if size, err = c.varint(); err != nil {
+			return noEOF(err)
+		}
+	default:
+		return fmt.Errorf("an unsupported wire type %d", typ)
+	}
+	n, err := io.CopyN(io.Discard, c, int64(size))
+	if n < int64(size) {
+		return noEOF(err)
+	}
+	return nil
+}
+
+// noEOF is err, an unexpected one when the input ended.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // fieldsOf is the value of each of msg's length-delimited fields
-// numbered below 5, the last of a number, as far as a runtime.Unknown and
-// its TypeMeta go.
+// numbered below 5, the last of a number, as far as a TypeMeta goes.
 func fieldsOf(msg []byte) ([5][]byte, error) {
 	var values [5][]byte
 	for len(msg) > 0 {

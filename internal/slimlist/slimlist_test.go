@@ -2,6 +2,7 @@ package slimlist
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -93,51 +94,55 @@ func TestPrunedIsTrimmed(t *testing.T) {
 	}
 }
 
+// read reads body with Each, decoding each item with newItem.
+func read[T runtime.Object](t testing.TB, body []byte, newItem func() T) (metav1.ListMeta, []T) {
+	t.Helper()
+	var items []T
+	meta, err := Each(bytes.NewReader(body), func(item []byte) error {
+		decoded := newItem()
+		items = append(items, decoded)
+		return any(decoded).(interface{ Unmarshal([]byte) error }).Unmarshal(item)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta, items
+}
+
 // checkPruned reads list's body and compares its items, decoded by
 // newItem, with list's trimmed, and its ListMeta with listMeta.
 func checkPruned[T runtime.Object](t *testing.T, list runtime.Object, listMeta metav1.ListMeta, gv schema.GroupVersion, newItem func() T) {
 	t.Helper()
-	got, err := Read(encode(t, list, gv))
-	if err != nil {
-		t.Fatalf("%T: %v", list, err)
-	}
+	gotMeta, got := read(t, encode(t, list, gv), newItem)
 	want, err := meta.ExtractList(list.DeepCopyObject())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Items) != len(want) {
-		t.Fatalf("%T: %d items, want %d", list, len(got.Items), len(want))
+	if len(got) != len(want) {
+		t.Fatalf("%T: %d items, want %d", list, len(got), len(want))
 	}
 	for i, item := range want {
-		decoded := newItem()
-		if err := any(decoded).(interface{ Unmarshal([]byte) error }).Unmarshal(got.Items[i]); err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(engine.Trim(item), decoded, equal); diff != "" {
+		if diff := cmp.Diff(engine.Trim(item), got[i], equal); diff != "" {
 			t.Errorf("%T item %d: the pruned object is not the trimmed one (-trimmed +pruned):\n%s", list, i, diff)
 		}
 	}
-	if diff := cmp.Diff(listMeta, got.ListMeta); diff != "" {
+	if diff := cmp.Diff(listMeta, gotMeta); diff != "" {
 		t.Errorf("%T: ListMeta (-want +got):\n%s", list, diff)
 	}
 }
 
-// TestRead reads a list of a kind it does not prune whole, and refuses
+// TestEach reads a list of a kind it does not prune whole, and refuses
 // what is not a protobuf list, or is cut short, with an error.
-func TestRead(t *testing.T) {
+func TestEach(t *testing.T) {
 	namespaces := &corev1.NamespaceList{
 		ListMeta: metav1.ListMeta{Continue: "next"},
 		Items:    []corev1.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "shop", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}},
 	}
-	list, err := Read(encode(t, namespaces, corev1.SchemeGroupVersion))
-	if err != nil || len(list.Items) != 1 || list.Continue != "next" {
-		t.Fatalf("a NamespaceList: %+v, %v", list, err)
+	listMeta, got := read(t, encode(t, namespaces, corev1.SchemeGroupVersion), func() *corev1.Namespace { return &corev1.Namespace{} })
+	if len(got) != 1 || listMeta.Continue != "next" {
+		t.Fatalf("a NamespaceList: %+v, %d items", listMeta, len(got))
 	}
-	var ns corev1.Namespace
-	if err := ns.Unmarshal(list.Items[0]); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(namespaces.Items[0], ns); diff != "" {
+	if diff := cmp.Diff(&namespaces.Items[0], got[0]); diff != "" {
 		t.Errorf("a Namespace is read whole (-want +got):\n%s", diff)
 	}
 
@@ -147,20 +152,27 @@ func TestRead(t *testing.T) {
 		body []byte
 		want string
 	}{
-		"cut short":  {body[:len(body)-3], "the answer's envelope: unexpected EOF"},
-		"JSON":       {[]byte(`{"kind":"StatefulSetList","items":[]}`), "the answer is JSON, not protobuf"},
-		"not a list": {append(slices.Clone(body[:4]), 0xff), "the answer's envelope: unexpected EOF"},
+		"cut in an item": {body[:len(body)-40], "StatefulSetList: unexpected EOF"},
+		"cut at its end": {body[:len(body)-3], "the answer's envelope: unexpected EOF"},
+		"JSON":           {[]byte(`{"kind":"StatefulSetList","items":[]}`), "the answer is JSON, not protobuf"},
+		"not a list":     {append(slices.Clone(body[:4]), 0xff), "the answer's envelope: unexpected EOF"},
+		"empty":          {nil, "the answer is not protobuf"},
 	} {
-		if _, err := Read(tt.body); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := Each(bytes.NewReader(tt.body), func([]byte) error { return nil }); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one saying %q", name, err, tt.want)
 		}
+	}
+	// fn's error ends the list.
+	stop := errors.New("stop")
+	if _, err := Each(bytes.NewReader(body), func([]byte) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("fn's error: %v", err)
 	}
 }
 
 // BenchmarkListDecode decodes a page of 500 chart-shaped StatefulSets,
 // each with its managed fields and status as an API server lists them:
 // whole into a StatefulSetList, as client-go decodes it, and pruned, item
-// by item. Each run reads a fresh copy: Read prunes in place.
+// by item, as Each reads it.
 func BenchmarkListDecode(b *testing.B) {
 	var list appsv1.StatefulSetList
 	for i := range 500 {
@@ -186,14 +198,10 @@ func BenchmarkListDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			copy(page, body)
-			list, err := Read(page)
-			if err != nil {
+			if _, err := Each(bytes.NewReader(page), func(item []byte) error {
+				return new(appsv1.StatefulSet).Unmarshal(item)
+			}); err != nil {
 				b.Fatal(err)
-			}
-			for _, item := range list.Items {
-				if err := new(appsv1.StatefulSet).Unmarshal(item); err != nil {
-					b.Fatal(err)
-				}
 			}
 		}
 	})
