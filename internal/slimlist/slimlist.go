@@ -308,23 +308,33 @@ func noEOF(err error) error {
 	return err
 }
 
+// nextField is msg's first field: its number, wire type, the field
+// whole (tag and value), and its tag's length.
+func nextField(msg []byte) (num protowire.Number, typ protowire.Type, field []byte, tag int, err error) {
+	num, typ, tag = protowire.ConsumeTag(msg)
+	if tag < 0 {
+		return 0, 0, nil, 0, protowire.ParseError(tag)
+	}
+	size := protowire.ConsumeFieldValue(num, typ, msg[tag:])
+	if size < 0 {
+		return 0, 0, nil, 0, protowire.ParseError(size)
+	}
+	return num, typ, msg[:tag+size], tag, nil
+}
+
 // fieldsOf is the value of each of msg's length-delimited fields
 // numbered below 5, the last of a number, as far as a TypeMeta goes.
 func fieldsOf(msg []byte) ([5][]byte, error) {
 	var values [5][]byte
 	for len(msg) > 0 {
-		num, typ, tag := protowire.ConsumeTag(msg)
-		if tag < 0 {
-			return values, protowire.ParseError(tag)
-		}
-		size := protowire.ConsumeFieldValue(num, typ, msg[tag:])
-		if size < 0 {
-			return values, protowire.ParseError(size)
+		num, typ, f, tag, err := nextField(msg)
+		if err != nil {
+			return values, err
 		}
 		if num < 5 && typ == protowire.BytesType {
-			values[num], _ = protowire.ConsumeBytes(msg[tag:])
+			values[num], _ = protowire.ConsumeBytes(f[tag:])
 		}
-		msg = msg[tag+size:]
+		msg = msg[len(f):]
 	}
 	return values, nil
 }
@@ -333,16 +343,11 @@ func fieldsOf(msg []byte) ([5][]byte, error) {
 // msg's memory if it ends at or before msg's start.
 func (s *shape) prune(dst, msg []byte) ([]byte, error) {
 	for len(msg) > 0 {
-		num, typ, tag := protowire.ConsumeTag(msg)
-		if tag < 0 {
-			return nil, protowire.ParseError(tag)
+		num, typ, f, tag, err := nextField(msg)
+		if err != nil {
+			return nil, err
 		}
-		size := protowire.ConsumeFieldValue(num, typ, msg[tag:])
-		if size < 0 {
-			return nil, protowire.ParseError(size)
-		}
-		f := msg[:tag+size]
-		msg = msg[tag+size:]
+		msg = msg[len(f):]
 		nested := s.nested[num]
 		switch {
 		case nested != nil:
@@ -350,7 +355,6 @@ func (s *shape) prune(dst, msg []byte) ([]byte, error) {
 				return nil, fmt.Errorf("field %d is not a message", num)
 			}
 			value, _ := protowire.ConsumeBytes(f[tag:])
-			var err error
 			if dst, err = nested.appendMessage(append(dst, f[:tag]...), value); err != nil {
 				return nil, err
 			}
