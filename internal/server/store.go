@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -87,59 +86,46 @@ func protobufClientset(config *rest.Config) (*kubernetes.Clientset, error) {
 func listWatchOf(cs kubernetes.Interface, obj lookup.Stored, feed *lookup.Feed) (*cache.ListWatch, error) {
 	switch obj.(type) {
 	case *corev1.Service:
-		return prunedListWatch[corev1.Service](cs.CoreV1().Services(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "services", feed), nil
+		return recordListWatch[corev1.Service](cs.CoreV1().Services(metav1.NamespaceAll).Watch, cs.CoreV1().RESTClient(), "services", feed), nil
 	case *corev1.PersistentVolumeClaim:
-		return prunedListWatch[corev1.PersistentVolumeClaim](cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll), cs.CoreV1().RESTClient(), "persistentvolumeclaims", feed), nil
+		return recordListWatch[corev1.PersistentVolumeClaim](cs.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll).Watch, cs.CoreV1().RESTClient(), "persistentvolumeclaims", feed), nil
 	case *corev1.Namespace:
-		return listWatch(cs.CoreV1().Namespaces()), nil
+		return recordListWatch[corev1.Namespace](cs.CoreV1().Namespaces().Watch, cs.CoreV1().RESTClient(), "namespaces", feed), nil
 	case *autoscalingv2.HorizontalPodAutoscaler:
-		return listWatch(cs.AutoscalingV2().HorizontalPodAutoscalers(metav1.NamespaceAll)), nil
+		return recordListWatch[autoscalingv2.HorizontalPodAutoscaler](cs.AutoscalingV2().HorizontalPodAutoscalers(metav1.NamespaceAll).Watch, cs.AutoscalingV2().RESTClient(), "horizontalpodautoscalers", feed), nil
 	}
 	return nil, fmt.Errorf("no list and watch of %T", obj)
 }
 
-// lister is a typed client's list and watch of one kind.
-type lister[L runtime.Object] interface {
-	List(context.Context, metav1.ListOptions) (L, error)
-	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
-}
-
-func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return c.List(ctx, opts)
-		},
-		WatchFuncWithContext: c.Watch,
-	}
-}
-
-// prunedListWatch watches as c does, and lists resource in every
-// namespace as slimlist reads it, each object pruned to what the rules
-// read as it arrives and encoded by feed at once. An API server without
-// watch-lists (before 1.32, or with them off) answers a reflector's first
-// list of every object of the kind in one answer, whatever its limit,
-// which the reflector holds until the feed replaces the kind's objects:
-// typed and whole, 110,000 Services took several hundred MB at once.
-func prunedListWatch[T any, PT interface {
+// recordListWatch watches with watch, and lists resource in every
+// namespace as slimlist reads it: each object, pruned to what the rules
+// read when slimlist knows its kind, is encoded by feed as it arrives. An
+// API server without watch-lists (before 1.32, or with them off) answers
+// a reflector's first list of every object of a kind in one answer,
+// whatever its limit, and the reflector holds it until the feed replaces
+// the kind's objects: typed and whole, 110,000 Services took several
+// hundred MB at once.
+func recordListWatch[T any, PT interface {
 	*T
 	lookup.Stored
-}, L runtime.Object](c lister[L], client rest.Interface, resource string, feed *lookup.Feed) *cache.ListWatch {
-	lw := listWatch(c)
-	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		var records []runtime.RawExtension
-		meta, err := slimlist.Get(ctx, client, metav1.NamespaceAll, resource, opts, func(item []byte) error {
-			obj := PT(new(T))
-			if err := obj.Unmarshal(item); err != nil {
-				return fmt.Errorf("decoding a listed %s: %w", resource, err)
+}](watch cache.WatchFuncWithContext, client rest.Interface, resource string, feed *lookup.Feed) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			var records []runtime.RawExtension
+			meta, err := slimlist.Get(ctx, client, metav1.NamespaceAll, resource, opts, func(item []byte) error {
+				obj := PT(new(T))
+				if err := obj.Unmarshal(item); err != nil {
+					return fmt.Errorf("decoding a listed %s: %w", resource, err)
+				}
+				rec, err := feed.Encode(obj)
+				records = append(records, runtime.RawExtension{Object: rec})
+				return err
+			})
+			if err != nil {
+				return nil, err
 			}
-			rec, err := feed.Encode(obj)
-			records = append(records, runtime.RawExtension{Object: rec})
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &metav1.List{ListMeta: meta, Items: records}, nil
+			return &metav1.List{ListMeta: meta, Items: records}, nil
+		},
+		WatchFuncWithContext: watch,
 	}
-	return lw
 }
