@@ -99,9 +99,9 @@ func listWatchOf(cs kubernetes.Interface, obj lookup.Stored, feed *lookup.Feed) 
 
 // recordListWatch watches with watch, and lists resource in every
 // namespace as slimlist reads it: each object, pruned to what the rules
-// read when slimlist knows its kind, is encoded by feed as it arrives. An
-// API server without watch-lists (before 1.32, or with them off) answers
-// a reflector's first list of every object of a kind in one answer,
+// read when slimlist knows its kind, is encoded by feed as it arrives.
+// An API server without watch-lists (1.30 among them) answers a
+// reflector's first list of every object of a kind in one answer,
 // whatever its limit, and the reflector holds it until the feed replaces
 // the kind's objects: typed and whole, 110,000 Services took several
 // hundred MB at once.
