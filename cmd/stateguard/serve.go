@@ -87,7 +87,7 @@ func (o *serveOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.limits.ReadTimeout, "review-read-timeout", webhook.DefaultLimits.ReadTimeout, "how long a review's body may take to arrive")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving this long while /readyz reports not ready, closing each connection after its answer, so that clients such as the API server drop the connections they keep to this replica before it closes them (the chart: 2s, after its preStop sleep)")
 	fs.Int64Var(&o.memoryLimit, "memory-limit", memoryLimitFromEnv(), "the container's memory limit in bytes (default: $MEMORY_LIMIT): the garbage collector keeps the heap under 90% of it; GOMEMLIMIT, when set, wins; 0 sets none")
-	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (live reads that confirm a cache miss, the Deployment behind a scale)")
+	fs.Float64Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server for the background audit, leader election and certificate rotation (live reads for a review are bounded by the reviews in flight instead)")
 	fs.IntVar(&o.burst, "kube-api-burst", 100, "the burst above --kube-api-qps")
 	// Stack traces only for panics: a client's malformed request is logged
 	// as an error, and a trace of the HTTP stack says nothing about it.

@@ -62,12 +62,7 @@ func BenchmarkReviewLoad(b *testing.B) {
 		reviews[i] = newLoadReview(b, fmt.Sprintf("load-%d", i), obj, allowed)
 	}
 
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(webhooks.LocalServingCAData)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: connections, MaxConnsPerHost: connections,
-	}}
+	client := reviewClient(connections)
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", server.port, webhook.PathValidateStatefulSet)
 	var wrong atomic.Int64
 	send := func(r loadReview) {
@@ -159,6 +154,43 @@ func BenchmarkReviewLoad(b *testing.B) {
 	}
 }
 
+// TestLiveReadsAreNotRateLimited: a review whose Service is not in the
+// store waits for a live read, and the API server waits for the review.
+// With the client's rate limit at 1 request a second, 12 reviews of
+// StatefulSets naming 12 different missing Services would take 11 s or
+// more if the reads queued behind it; they are answered (denied) in a
+// fraction of that. The first review is not counted: it also resolves
+// the Service kind's REST mapping, whose discovery requests the limit
+// does govern.
+func TestLiveReadsAreNotRateLimited(t *testing.T) {
+	server := startServer(t, kubeconfig, "--config", configFile, "--kube-api-qps", "1", "--kube-api-burst", "1")
+	ns := namespace(t, nil, nil)
+	client := reviewClient(1)
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", server.port, webhook.PathValidateStatefulSet)
+	sts := latencyStatefulSet("db", "")
+	sts.Namespace = ns
+	deny := func(service string) {
+		sts.Spec.ServiceName = service
+		r := newLoadReview(t, service, sts, false)
+		answer, err := postReview(client, url, r.body)
+		if err != nil || !bytes.Contains(answer, r.uid) || !bytes.Contains(answer, r.says) {
+			t.Fatalf("the review of a StatefulSet naming the missing Service %s: %v %s", service, err, answer)
+		}
+	}
+	deny("missing-first")
+
+	const reviews = 12
+	start := time.Now()
+	for i := range reviews {
+		deny(fmt.Sprintf("missing-%d", i))
+	}
+	if took := time.Since(start); took > (reviews-1)*time.Second/2 {
+		t.Errorf("%d denials, each confirmed by a live read, took %v: the reads waited on the rate limit of 1/s", reviews, took)
+	} else {
+		t.Logf("%d denials, each confirmed by a live read, in %v with --kube-api-qps 1", reviews, took)
+	}
+}
+
 // newLoadReview encodes the CREATE review of obj as the API server does.
 func newLoadReview(tb testing.TB, uid string, obj runtime.Object, allowed bool) loadReview {
 	tb.Helper()
@@ -187,6 +219,17 @@ func newLoadReview(tb testing.TB, uid string, obj runtime.Object, allowed bool) 
 		r.says = []byte(`statefulset-headless-service: spec.serviceName`)
 	}
 	return r
+}
+
+// reviewClient talks TLS with keep-alive to a server on the harness's
+// serving certificate, over at most connections connections.
+func reviewClient(connections int) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(webhooks.LocalServingCAData)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: connections, MaxConnsPerHost: connections,
+	}}
 }
 
 func postReview(client *http.Client, url string, body []byte) ([]byte, error) {
