@@ -55,6 +55,10 @@ var (
 const releaseNamespace = "stateguard-system"
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(bareWebhookEnv); dir != "" {
+		fmt.Fprintln(os.Stderr, "the bare webhook:", runBareWebhook(dir))
+		os.Exit(1)
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
@@ -330,6 +334,13 @@ func metricSumAt(tb testing.TB, url, prefix string) float64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return sumMetric(tb, body, prefix)
+}
+
+// sumMetric sums the samples in a Prometheus text exposition of the
+// series whose name and labels start with prefix.
+func sumMetric(tb testing.TB, body []byte, prefix string) float64 {
+	tb.Helper()
 	var sum float64
 	for line := range strings.Lines(string(body)) {
 		if !strings.HasPrefix(line, prefix) {

@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -304,23 +307,73 @@ func waitVariant(tb testing.TB, namespace, marker string) {
 	tb.Fatalf("the API server did not switch to admission variant %q within 30s", marker)
 }
 
-// startBareWebhook serves the bare webhook on the harness's serving
-// certificate, with the TLS settings stateguard uses (HTTP/1.1, TLS 1.2
-// or later), and returns its URL.
+// bareWebhookEnv, set to a certificate directory, makes the test binary
+// the bare webhook alone, in a process of its own: TestMain runs
+// runBareWebhook instead of the tests.
+const bareWebhookEnv = "STATEGUARD_BARE_WEBHOOK_CERT_DIR"
+
+// bareListener listens on the serving certificate in dir, with the TLS
+// settings stateguard uses (HTTP/1.1, TLS 1.2 or later).
+func bareListener(dir string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		return nil, err
+	}
+	return tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+}
+
+func bareServer() *http.Server {
+	return &http.Server{Handler: http.HandlerFunc(bareReview), ReadHeaderTimeout: 10 * time.Second}
+}
+
+// startBareWebhook serves the bare webhook in this process on the
+// harness's serving certificate, and returns its URL.
 func startBareWebhook(tb testing.TB) string {
 	tb.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	listener, err := bareListener(certDir)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	listener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	server := &http.Server{Handler: http.HandlerFunc(bareReview), ReadHeaderTimeout: 10 * time.Second}
+	server := bareServer()
 	go func() { _ = server.Serve(listener) }()
 	tb.Cleanup(func() { _ = server.Close() })
-	return "https://" + listener.Addr().(*net.TCPAddr).String() + "/validate"
+	return "https://" + listener.Addr().String() + "/validate"
+}
+
+// runBareWebhook prints the bare webhook's address and serves it until
+// the process is killed.
+func runBareWebhook(dir string) error {
+	listener, err := bareListener(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Println(listener.Addr())
+	return bareServer().Serve(listener)
+}
+
+// startBareWebhookProcess runs the bare webhook in a process of its own,
+// as stateguard runs, and returns its URL and process ID.
+func startBareWebhookProcess(tb testing.TB) (string, int) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), bareWebhookEnv+"="+certDir)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("the bare webhook's process did not print its address: %v", err)
+	}
+	return "https://" + strings.TrimSpace(addr) + "/validate", cmd.Process.Pid
 }
 
 // bareReview is the least a Go webhook does: decode the review and its

@@ -8,7 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,11 +32,36 @@ import (
 // loadReview is a review the load generator sends, and what its answer
 // must say.
 type loadReview struct {
+	obj     runtime.Object
 	body    []byte
 	uid     []byte // `"uid":"..."`, echoed by the answer
 	allowed bool
 	says    []byte // what the answer must say
 }
+
+// loadTarget is a webhook the load generator drives: its reviews, and
+// the process whose CPU it reads.
+type loadTarget struct {
+	name    string
+	url     string
+	pid     int
+	reviews []loadReview
+	client  *http.Client
+	runs    []loadRun
+}
+
+// loadRun is one run of the load against a target.
+type loadRun struct {
+	most            float64 // reviews/s, as fast as the connections go
+	allowed, denied []time.Duration
+	elapsed         time.Duration
+	// The target's CPU, the load generator's and the API server's, in cores.
+	cores, ownCores, apiCores float64
+}
+
+func (r loadRun) all() []time.Duration { return append(slices.Clone(r.allowed), r.denied...) }
+
+const loadConnections, loadRate, loadDuration = 32, 5000, 10 * time.Second
 
 // BenchmarkReviewLoad drives one stateguard server, run as the chart runs
 // it, with validating reviews straight over TLS with keep-alive, as the
@@ -40,9 +70,12 @@ type loadReview struct {
 // latency counted from when it was due, so that a server that falls
 // behind shows it in the percentiles. One review in ten is of a
 // StatefulSet without its Service, which must be denied; every answer is
-// checked. Run it once: make bench-load.
+// checked. A second load has every review allowed, which takes no live
+// read. The anchor, alternated with both three times, is the bare Go
+// webhook of BenchmarkStatefulSetCreateLatency in a process of its own:
+// what this machine answers at that rate when the webhook does the least.
+// Run it once: make bench-load.
 func BenchmarkReviewLoad(b *testing.B) {
-	const connections, rate, duration = 32, 5000, 10 * time.Second
 	server := startServer(b, kubeconfig, "--config", configFile, "--zap-log-level", "info")
 	ns := namespace(b, nil, nil)
 	if _, err := clientset.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
@@ -53,105 +86,146 @@ func BenchmarkReviewLoad(b *testing.B) {
 	}
 	compliant, missing := latencyStatefulSet("compliant", ""), latencyStatefulSet("no-service", "stateguard")
 	compliant.Namespace, missing.Namespace = ns, ns
-	reviews := make([]loadReview, 10)
-	for i := range reviews {
-		obj, allowed := compliant, true
+	var mixed, allowed, bare []loadReview
+	for i := range 10 {
+		uid := fmt.Sprintf("load-%d", i)
 		if i == 0 {
-			obj, allowed = missing, false
+			mixed = append(mixed, newLoadReview(b, uid, missing, false))
+		} else {
+			mixed = append(mixed, newLoadReview(b, uid, compliant, true))
 		}
-		reviews[i] = newLoadReview(b, fmt.Sprintf("load-%d", i), obj, allowed)
+		allowed = append(allowed, newLoadReview(b, uid, compliant, true))
+		bare = append(bare, newLoadReview(b, uid, mixed[i].obj, true)) // it judges nothing
 	}
-
-	client := reviewClient(connections)
+	bareURL, barePID := startBareWebhookProcess(b)
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", server.port, webhook.PathValidateStatefulSet)
-	var wrong atomic.Int64
-	send := func(r loadReview) {
-		answer, err := postReview(client, url, r.body)
-		if err != nil || !bytes.Contains(answer, r.uid) || !bytes.Contains(answer, r.says) {
-			if wrong.Add(1) <= 3 {
-				b.Errorf("review %s (allowed %v): %v %s", r.uid, r.allowed, err, answer)
-			}
-		}
+	targets := []*loadTarget{
+		{name: "bare Go webhook (encoding/json, allows all)", url: bareURL, pid: barePID, reviews: bare},
+		{name: "stateguard, every review allowed", url: url, pid: server.pid, reviews: allowed},
+		{name: "stateguard, 1 in 10 denied", url: url, pid: server.pid, reviews: mixed},
 	}
-	// The Service reaches the server's cache; the connections open.
-	for range connections {
-		send(reviews[1])
+	var wrong atomic.Int64
+	for _, t := range targets {
+		t.client = reviewClient(loadConnections)
+		// The Service reaches the server's cache; the connections open.
+		for range loadConnections {
+			t.send(b, t.reviews[1], &wrong)
+		}
 	}
 
 	for range b.N {
-		// As fast as the connections go.
-		var done atomic.Int64
-		stop := time.Now().Add(5 * time.Second)
-		var wg sync.WaitGroup
-		for c := range connections {
-			wg.Go(func() {
-				for i := c; time.Now().Before(stop); i += connections {
-					send(reviews[i%len(reviews)])
-					done.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		most := float64(done.Load()) / 5
-
-		// At a fixed rate, each review timed from when it was due.
-		due := make(chan time.Time, rate)
-		// By connection, then by whether the review is allowed.
-		latencies := make([][2][]time.Duration, connections)
-		for c := range connections {
-			wg.Go(func() {
-				for i := c; ; i += connections {
-					at, ok := <-due
-					if !ok {
-						return
-					}
-					r := reviews[i%len(reviews)]
-					send(r)
-					class := 0
-					if !r.allowed {
-						class = 1
-					}
-					latencies[c][class] = append(latencies[c][class], time.Since(at))
-				}
-			})
-		}
-		serverCPU := metricSumAt(b, server.metricsURL, "process_cpu_seconds_total")
-		ownCPU := cpuTime(b)
-		start := time.Now()
-		for sent := range int(duration.Seconds()) * rate {
-			at := start.Add(time.Duration(sent) * time.Second / rate)
-			time.Sleep(time.Until(at))
-			due <- at
-		}
-		close(due)
-		wg.Wait()
-		elapsed := time.Since(start)
-		serverCPU = metricSumAt(b, server.metricsURL, "process_cpu_seconds_total") - serverCPU
-		ownCPU = cpuTime(b) - ownCPU
-		var all, allowed, denied []time.Duration
-		for _, l := range latencies {
-			allowed, denied = append(allowed, l[0]...), append(denied, l[1]...)
-		}
-		all = append(append(all, allowed...), denied...)
-		b.ReportMetric(most, "max-reviews/s")
-		b.ReportMetric(float64(len(all))/elapsed.Seconds(), "reviews/s")
-		b.ReportMetric(float64(percentile(all, 50).Microseconds()), "p50-µs")
-		b.ReportMetric(float64(percentile(all, 99).Microseconds()), "p99-µs")
-		b.Logf("%d connections: at most %.0f reviews/s", connections, most)
-		b.Logf("at %d/s for %v: %d reviews in %v (%.0f/s); wrong answers %d; CPU: the server %.2f cores (%.0f µs per review), the load generator %.2f cores",
-			rate, duration, len(all), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(), wrong.Load(),
-			serverCPU/elapsed.Seconds(), serverCPU/float64(len(all))*1e6, ownCPU.Seconds()/elapsed.Seconds())
-		for _, class := range []struct {
-			name string
-			ds   []time.Duration
-		}{{"all", all}, {"allowed", allowed}, {"denied (a live read confirms the missing Service)", denied}} {
-			b.Logf("  %s: p50 %v, p99 %v, p99.9 %v, max %v", class.name, percentile(class.ds, 50), percentile(class.ds, 99),
-				percentileOf(class.ds, 999, 1000), percentileOf(class.ds, 1000, 1000))
+		for range 3 {
+			for _, t := range targets {
+				t.runs = append(t.runs, t.run(b, &wrong))
+			}
 		}
 	}
 	if n := wrong.Load(); n > 0 {
 		b.Fatalf("%d answers were wrong", n)
 	}
+	b.Logf("%d connections, then %d reviews/s for %v; medians of %d runs, alternated:", loadConnections, loadRate, loadDuration, len(targets[0].runs))
+	for _, t := range targets {
+		most, p50, p99 := t.medianOf(func(r loadRun) float64 { return r.most }), t.percentileMs(loadRun.all, 50), t.percentileMs(loadRun.all, 99)
+		b.Logf("%s: at most %.0f reviews/s %v; at %d/s p50 %.2f ms %v, p99 %.2f ms %v; CPU: its %.2f cores, the load generator's %.2f, the API server's %.2f",
+			t.name, most, t.each(func(r loadRun) float64 { return r.most }), loadRate, median(p50), p50, median(p99), p99,
+			t.medianOf(func(r loadRun) float64 { return r.cores }), t.medianOf(func(r loadRun) float64 { return r.ownCores }),
+			t.medianOf(func(r loadRun) float64 { return r.apiCores }))
+		allowed := t.percentileMs(func(r loadRun) []time.Duration { return r.allowed }, 99)
+		b.Logf("  allowed: p99 %.2f ms %v", median(allowed), allowed)
+		if len(t.runs[0].denied) > 0 {
+			denied50, denied99 := t.percentileMs(func(r loadRun) []time.Duration { return r.denied }, 50), t.percentileMs(func(r loadRun) []time.Duration { return r.denied }, 99)
+			b.Logf("  denied (a live read confirms the missing Service): p50 %.2f ms %v, p99 %.2f ms %v", median(denied50), denied50, median(denied99), denied99)
+		}
+	}
+	for _, m := range []struct {
+		unit   string
+		target *loadTarget
+	}{{"bare-p99-µs", targets[0]}, {"allowed-p99-µs", targets[1]}, {"mixed-p99-µs", targets[2]}} {
+		b.ReportMetric(median(m.target.percentileMs(loadRun.all, 99))*1000, m.unit)
+	}
+	b.ReportMetric(targets[1].medianOf(func(r loadRun) float64 { return r.most }), "max-reviews/s")
+}
+
+// send posts one review and checks its answer.
+func (t *loadTarget) send(tb testing.TB, r loadReview, wrong *atomic.Int64) {
+	answer, err := postReview(t.client, t.url, r.body)
+	if err != nil || !bytes.Contains(answer, r.uid) || !bytes.Contains(answer, r.says) {
+		if wrong.Add(1) <= 3 {
+			tb.Errorf("%s: review %s (allowed %v): %v %s", t.name, r.uid, r.allowed, err, answer)
+		}
+	}
+}
+
+// run drives the target as fast as the connections go for 5 s, then at
+// loadRate for loadDuration, each review timed from when it was due.
+func (t *loadTarget) run(tb testing.TB, wrong *atomic.Int64) loadRun {
+	var done atomic.Int64
+	stop := time.Now().Add(5 * time.Second)
+	var wg sync.WaitGroup
+	for c := range loadConnections {
+		wg.Go(func() {
+			for i := c; time.Now().Before(stop); i += loadConnections {
+				t.send(tb, t.reviews[i%len(t.reviews)], wrong)
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	run := loadRun{most: float64(done.Load()) / 5}
+
+	due := make(chan time.Time, loadRate)
+	// By connection, then by whether the review is allowed.
+	latencies := make([][2][]time.Duration, loadConnections)
+	for c := range loadConnections {
+		wg.Go(func() {
+			for i := c; ; i += loadConnections {
+				at, ok := <-due
+				if !ok {
+					return
+				}
+				r := t.reviews[i%len(t.reviews)]
+				t.send(tb, r, wrong)
+				class := 0
+				if !r.allowed {
+					class = 1
+				}
+				latencies[c][class] = append(latencies[c][class], time.Since(at))
+			}
+		})
+	}
+	cpu, ownCPU, apiCPU := processCPU(tb, t.pid), cpuTime(tb), apiServerCPU(tb)
+	start := time.Now()
+	for sent := range int(loadDuration.Seconds()) * loadRate {
+		at := start.Add(time.Duration(sent) * time.Second / loadRate)
+		time.Sleep(time.Until(at))
+		due <- at
+	}
+	close(due)
+	wg.Wait()
+	run.elapsed = time.Since(start)
+	run.cores = (processCPU(tb, t.pid) - cpu).Seconds() / run.elapsed.Seconds()
+	run.ownCores = (cpuTime(tb) - ownCPU).Seconds() / run.elapsed.Seconds()
+	run.apiCores = (apiServerCPU(tb) - apiCPU).Seconds() / run.elapsed.Seconds()
+	for _, l := range latencies {
+		run.allowed, run.denied = append(run.allowed, l[0]...), append(run.denied, l[1]...)
+	}
+	return run
+}
+
+// each is one figure of every run.
+func (t *loadTarget) each(of func(loadRun) float64) []float64 {
+	var xs []float64
+	for _, r := range t.runs {
+		xs = append(xs, math.Round(of(r)*100)/100)
+	}
+	return xs
+}
+
+func (t *loadTarget) medianOf(of func(loadRun) float64) float64 { return median(t.each(of)) }
+
+// percentileMs is the pth percentile of every run's latencies, in ms.
+func (t *loadTarget) percentileMs(latencies func(loadRun) []time.Duration, p int) []float64 {
+	return t.each(func(r loadRun) float64 { return float64(percentile(latencies(r), p).Microseconds()) / 1000 })
 }
 
 // TestLiveReadsAreNotRateLimited: a review whose Service is not in the
@@ -214,7 +288,7 @@ func newLoadReview(tb testing.TB, uid string, obj runtime.Object, allowed bool) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := loadReview{body: body, uid: []byte(`"uid":"` + uid + `"`), allowed: allowed, says: []byte(`"allowed":true`)}
+	r := loadReview{obj: obj, body: body, uid: []byte(`"uid":"` + uid + `"`), allowed: allowed, says: []byte(`"allowed":true`)}
 	if !allowed {
 		r.says = []byte(`statefulset-headless-service: spec.serviceName`)
 	}
@@ -243,6 +317,37 @@ func postReview(client *http.Client, url string, body []byte) ([]byte, error) {
 		err = fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return answer, err
+}
+
+// processCPU is the CPU time process pid has used (/proc/PID/stat's
+// utime and stime, in the kernel's 100 ticks a second).
+func processCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command's closing parenthesis, from the state.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// apiServerCPU is the CPU time kube-apiserver has used, from its metrics.
+func apiServerCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	body, err := clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		tb.Fatalf("reading the API server's metrics: %v", err)
+	}
+	return time.Duration(sumMetric(tb, body, "process_cpu_seconds_total ") * float64(time.Second))
 }
 
 // cpuTime is the CPU time this process has used.
