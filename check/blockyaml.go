@@ -45,7 +45,7 @@ func blockToJSON(doc []byte) ([]byte, *typeMeta, bool) {
 			return nil, nil, false
 		}
 	}
-	b := &blockConverter{lines: bytes.Split(doc, []byte("\n")), out: make([]byte, 0, len(doc)+len(doc)/4)}
+	b := &blockConverter{lines: bytes.Split(doc, []byte("\n")), out: make([]byte, 0, len(doc)+len(doc)/2)}
 	indent, ok := b.next()
 	if !ok {
 		return nil, nil, false // nothing but comments: "null", left to the slow path
@@ -96,9 +96,20 @@ func (b *blockConverter) next() (int, bool) {
 			b.failed = true // a tab where indentation is measured, even on a blank line
 			return 0, false
 		}
+		if indent == 0 && isMarker(line) {
+			b.failed = true
+			return 0, false
+		}
 		return indent, true
 	}
 	return 0, false
+}
+
+// isMarker says whether a line starts with a marker of a document's start
+// ("---") or end ("...").
+func isMarker(line []byte) bool {
+	return (bytes.HasPrefix(line, []byte("---")) || bytes.HasPrefix(line, []byte("..."))) &&
+		(len(line) == 3 || line[3] == ' ' || line[3] == '\t')
 }
 
 // advance moves past the current line to the next line of content, and
@@ -687,17 +698,6 @@ func appendJSONString(out, s []byte) []byte {
 	return append(out, '"')
 }
 
-// The YAML 1.1 words go.yaml.in/yaml/v2 (under sigs.k8s.io/yaml) reads
-// as something other than a string.
-var (
-	yamlTrue  = []string{"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}
-	yamlFalse = []string{"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}
-	yamlNull  = []string{"~", "null", "Null", "NULL"}
-	// Infinities, NaN and the merge key, which this converter leaves to
-	// the slow path.
-	yamlSpecial = []string{".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", "<<"}
-)
-
 var yamlFloat = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
 
 // The forms of timestamp that go.yaml.in/yaml/v2 recognises; it hands
@@ -716,59 +716,63 @@ const (
 
 // resolvePlain types a plain scalar as go.yaml.in/yaml/v2 does when it
 // decodes into an interface, and returns its JSON unless it is a string.
-// As there, only a scalar that starts with a digit, a sign, a dot or the
-// first letter of a word of YAML 1.1 can be anything else.
 func resolvePlain(scalar []byte) ([]byte, scalarKind) {
-	if strings.IndexByte("0123456789+-.yYnNtTfFoO~<", scalar[0]) < 0 {
+	switch string(scalar) {
+	case "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON":
+		return []byte("true"), kindOther
+	case "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF":
+		return []byte("false"), kindOther
+	case "~", "null", "Null", "NULL":
+		return []byte("null"), kindOther
+	case ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", "<<":
+		return nil, kindSlow // infinities, NaN and the merge key
+	}
+	// Only a scalar that starts with a digit, a sign or a dot, made of
+	// what numbers and timestamps are made of, may be one.
+	if c := scalar[0]; !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
 		return nil, kindString
 	}
-	s := string(scalar)
-	switch {
-	case contains(yamlTrue, s):
-		return []byte("true"), kindOther
-	case contains(yamlFalse, s):
-		return []byte("false"), kindOther
-	case contains(yamlNull, s):
-		return []byte("null"), kindOther
-	case contains(yamlSpecial, s):
-		return nil, kindSlow
+	for _, c := range scalar {
+		if !numeric[c] {
+			return nil, kindString
+		}
 	}
-	switch c := s[0]; {
-	case c == '.':
+	s := string(scalar)
+	if s[0] == '.' {
 		if f, err := strconv.ParseFloat(s, 64); err == nil {
 			return floatJSON(f)
 		}
-	case c == '+' || c == '-' || c >= '0' && c <= '9':
-		if isTimestamp(s) {
-			return nil, kindString // handed on as written
+		return nil, kindString
+	}
+	if isTimestamp(s) {
+		return nil, kindString // handed on as written
+	}
+	plain := strings.ReplaceAll(s, "_", "")
+	if i, err := strconv.ParseInt(plain, 0, 64); err == nil {
+		return strconv.AppendInt(nil, i, 10), kindInt
+	}
+	if _, err := strconv.ParseUint(plain, 0, 64); err == nil {
+		return nil, kindSlow // a uint64, which no key may be
+	}
+	if yamlFloat.MatchString(plain) {
+		if f, err := strconv.ParseFloat(plain, 64); err == nil {
+			return floatJSON(f)
 		}
-		plain := strings.ReplaceAll(s, "_", "")
-		if i, err := strconv.ParseInt(plain, 0, 64); err == nil {
-			return strconv.AppendInt(nil, i, 10), kindInt
-		}
-		if _, err := strconv.ParseUint(plain, 0, 64); err == nil {
-			return nil, kindSlow // a uint64, which no key may be
-		}
-		if yamlFloat.MatchString(plain) {
-			if f, err := strconv.ParseFloat(plain, 64); err == nil {
-				return floatJSON(f)
-			}
-		}
-		if strings.HasPrefix(plain, "0b") || strings.HasPrefix(plain, "-0b") {
-			return nil, kindSlow
-		}
+	}
+	if strings.HasPrefix(plain, "0b") || strings.HasPrefix(plain, "-0b") {
+		return nil, kindSlow
 	}
 	return nil, kindString
 }
 
-func contains(words []string, s string) bool {
-	for _, w := range words {
-		if w == s {
-			return true
-		}
+// numeric holds the bytes of integers in any base, floats and the
+// timestamps go.yaml.in/yaml/v2 recognises.
+var numeric = func() (table [256]bool) {
+	for _, c := range []byte("0123456789+-._:xXoObBabcdefABCDEFpPtTzZ ") {
+		table[c] = true
 	}
-	return false
-}
+	return table
+}()
 
 // floatJSON is a float as encoding/json writes it; the infinities and
 // NaN, which JSON has not, are left to the slow path.
