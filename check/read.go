@@ -348,27 +348,46 @@ func fileType(mode fs.FileMode) string {
 func (r *reader) finish() *Input {
 	close(r.docs)
 	r.workers.Wait()
+	// Each input's documents are sent before the next input is added, so
+	// in the order they were sent they are one run per input.
 	slices.SortFunc(r.decoded, func(a, b decodedDocument) int { return cmp.Compare(a.seq, b.seq) })
-	byInput := make([][]decodedDocument, len(r.inputs))
-	for _, d := range r.decoded {
-		byInput[d.input] = append(byInput[d.input], d)
+	docs := make([][]decodedDocument, len(r.inputs))
+	for i := 0; i < len(r.decoded); {
+		j := i + 1
+		for j < len(r.decoded) && r.decoded[j].input == r.decoded[i].input {
+			j++
+		}
+		docs[r.decoded[i].input] = r.decoded[i:j]
+		i = j
 	}
 	in := &Input{}
+	judged := make([]bool, len(r.inputs))
+	objects := 0
 	for i, state := range r.inputs {
-		docs := byInput[i]
 		switch {
 		case state.err != nil:
 			// Nothing of an input that was not read to its end is judged.
-			in.Errors = append(in.Errors, &InputError{Source: state.name, Err: state.err})
-			continue
 		case state.note != "":
 			in.Notes = append(in.Notes, state.name+": "+state.note)
-			continue
-		case len(docs) > 0 && !r.opts.Strict && !slices.ContainsFunc(docs, func(d decodedDocument) bool { return !d.notObject }):
+		case len(docs[i]) > 0 && !r.opts.Strict && !slices.ContainsFunc(docs[i], func(d decodedDocument) bool { return !d.notObject }):
 			in.Notes = append(in.Notes, state.name+": skipped: no Kubernetes objects (no document has apiVersion and kind)")
+		default:
+			judged[i] = true
+			for _, d := range docs[i] {
+				objects += len(d.objs)
+			}
+		}
+	}
+	// Held until every object is judged: one slice of the right size.
+	in.Objects = make([]batch.Object, 0, objects)
+	for i, state := range r.inputs {
+		if state.err != nil {
+			in.Errors = append(in.Errors, &InputError{Source: state.name, Err: state.err})
+		}
+		if !judged[i] {
 			continue
 		}
-		for _, d := range docs {
+		for _, d := range docs[i] {
 			if d.err != nil {
 				in.Errors = append(in.Errors, &InputError{Source: d.source, Err: d.err})
 			}
@@ -378,6 +397,7 @@ func (r *reader) finish() *Input {
 			}
 		}
 	}
+	r.decoded = nil
 	return in
 }
 
