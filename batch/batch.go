@@ -96,6 +96,9 @@ func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Repo
 	var decodeErr error
 	rep, warnings, err := JudgeEach(ctx, eng, func(yield func(Object) bool) {
 		for _, o := range objs {
+			if !judgedKind(o.Kind) {
+				continue // looked up only: in the store already
+			}
 			obj, err := o.Decode()
 			if err != nil {
 				decodeErr = err
@@ -115,6 +118,12 @@ func Judge(ctx context.Context, eng *engine.Engine, objs []Object) (*report.Repo
 	}
 	rep.Objects = len(objs)
 	return rep, warnings, nil
+}
+
+// judgedKind says whether objects of kind are judged (JudgeEach), not
+// only looked up.
+func judgedKind(kind string) bool {
+	return kind == "StatefulSet" || kind == "Deployment" || kind == "HorizontalPodAutoscaler"
 }
 
 // JudgeEach judges each workload and HPA objs yields, looking up in lk.
