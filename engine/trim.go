@@ -13,7 +13,7 @@ import (
 // a workload: its metadata but managed fields, its spec but the Pod
 // template's, and of that its labels and annotations, its volumes, and
 // each container's name, image, command, arguments, environment, mounts
-// and restart policy. Of what the lookups return: names, labels, and the
+// and restart policy; of a StatefulSet's claim templates, their names. Of what the lookups return: names, labels, and the
 // fields the rules read (a Service's type, cluster IP and selector; a
 // claim's access modes and phase; an HPA's target and replica bounds; a
 // Namespace's annotations). A trimmed workload gets the verdict of the
@@ -63,6 +63,9 @@ func TrimStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 	sts.Status = appsv1.StatefulSetStatus{}
 	TrimPodTemplate(&sts.Spec.Template)
 	sts.Spec.Template.Labels = sameLabels(sts.Labels, sts.Spec.Template.Labels)
+	for i, c := range sts.Spec.VolumeClaimTemplates {
+		sts.Spec.VolumeClaimTemplates[i] = corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: c.Name}}
+	}
 	return sts
 }
 

@@ -77,12 +77,25 @@ type judgedStatefulSet struct {
 	Spec            struct {
 		appsv1.StatefulSetSpec
 		Template judgedPodTemplate `json:"template"`
+		// Of the claim templates, the rules read the names: their
+		// specs' quantities are costly to decode.
+		VolumeClaimTemplates []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"volumeClaimTemplates"`
 	} `json:"spec"`
 }
 
 func (j *judgedStatefulSet) object() *appsv1.StatefulSet {
 	sts := &appsv1.StatefulSet{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.StatefulSetSpec}
 	sts.Spec.Template = j.Spec.Template.podTemplate()
+	if j.Spec.VolumeClaimTemplates != nil {
+		sts.Spec.VolumeClaimTemplates = make([]corev1.PersistentVolumeClaim, len(j.Spec.VolumeClaimTemplates))
+		for i, c := range j.Spec.VolumeClaimTemplates {
+			sts.Spec.VolumeClaimTemplates[i].Name = c.Metadata.Name
+		}
+	}
 	return sts
 }
 

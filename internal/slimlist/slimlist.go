@@ -78,9 +78,11 @@ var (
 	podTemplate = only().
 			with(1, only(11, 12)).
 			with(2, only(1).with(2, container).with(20, container))
-	// StatefulSet and Deployment: metadata, spec with the template
-	// pruned (field 3 of both specs), no status.
-	workload = only().with(1, workloadMeta).with(2, allBut().with(3, podTemplate))
+	// Deployment and StatefulSet: metadata, spec with the template pruned
+	// (field 3 of both specs), no status; of a StatefulSet's claim
+	// templates (field 4), the names.
+	deployment  = only().with(1, workloadMeta).with(2, allBut().with(3, podTemplate))
+	statefulSet = only().with(1, workloadMeta).with(2, allBut().with(3, podTemplate).with(4, only().with(1, only(1))))
 	// Service: spec's selector, clusterIP and type.
 	service = only().with(1, lookupMeta).with(2, only(2, 3, 4))
 	// PersistentVolumeClaim: spec's accessModes; status's phase and
@@ -90,8 +92,8 @@ var (
 
 // items are the item shapes of the lists pruned, by the list's kind.
 var items = map[string]*shape{
-	"StatefulSetList":           workload,
-	"DeploymentList":            workload,
+	"StatefulSetList":           statefulSet,
+	"DeploymentList":            deployment,
 	"ServiceList":               service,
 	"PersistentVolumeClaimList": claim,
 }
