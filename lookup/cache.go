@@ -27,13 +27,19 @@ import (
 // than a read of its own would be.
 type Cache struct {
 	Store *Store
-	Live  client.Reader
+	Live  Reader
 
 	mu      sync.Mutex
 	flights map[liveKey]*keyFlights
 }
 
 var _ engine.Lookup = (*Cache)(nil)
+
+// Reader reads one object from the API server, as client.Reader's Get:
+// a missing one is a NotFound error.
+type Reader interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+}
 
 // liveTimeout bounds a live read, which no one review's context may end
 // for the others.

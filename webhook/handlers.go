@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 )
 
 // judge is what every handler shares: the policy, the lookups and the way
@@ -24,7 +25,7 @@ import (
 type judge struct {
 	engine  func() *engine.Engine
 	lookup  engine.Lookup
-	live    client.Reader
+	live    lookup.Reader
 	metrics *Metrics
 	log     logr.Logger
 }

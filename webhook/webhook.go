@@ -12,11 +12,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/stateguard/stateguard/engine"
+	"github.com/stateguard/stateguard/lookup"
 )
 
 // Paths of the handlers; the chart's webhook configurations name them.
@@ -32,7 +32,7 @@ const (
 type Options struct {
 	Engine  func() *engine.Engine // the policy in force
 	Lookup  engine.Lookup
-	Live    client.Reader // fresh reads: the Deployment behind a Scale
+	Live    lookup.Reader // fresh reads: the Deployment behind a Scale
 	Metrics *Metrics
 	Log     logr.Logger
 	// Limits bound the reviews in flight; the zero value is DefaultLimits.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"sync/atomic"
@@ -15,6 +16,9 @@ import (
 
 	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -74,7 +78,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 	if err := setupTLS(mgr, opts, log); err != nil {
 		return err
 	}
-	live, err := liveReader(mgr)
+	live, err := liveReader(mgr.GetConfig())
 	if err != nil {
 		return err
 	}
@@ -128,11 +132,43 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options, log logr.Logg
 // without its Service waited 36 ms each behind 50 reads a second, 5 ms
 // without). What bounds the reads is the reviews in flight
 // (webhook.Limits), reads of one object coalescing (lookup.Cache), and
-// the API server's own priority and fairness.
-func liveReader(mgr manager.Manager) (client.Reader, error) {
-	config := rest.CopyConfig(mgr.GetConfig())
+// the API server's own priority and fairness. It reads through a
+// clientset, whose paths are built in: the first read of a kind after
+// start waits on no discovery, which the rate limit would hold.
+func liveReader(config *rest.Config) (apiReader, error) {
+	config = rest.CopyConfig(config)
 	config.QPS, config.RateLimiter = -1, nil // negative: no limiter
-	return client.New(config, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	clientset, err := protobufClientset(config)
+	return apiReader{clientset}, err
+}
+
+// apiReader reads the kinds a review reads live: Services, claims and
+// Namespaces missing from the store, and the Deployment behind an HPA.
+type apiReader struct{ clientset kubernetes.Interface }
+
+func (r apiReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	get := metav1.GetOptions{}
+	switch o := obj.(type) {
+	case *corev1.Service:
+		return readInto(o)(r.clientset.CoreV1().Services(key.Namespace).Get(ctx, key.Name, get))
+	case *corev1.PersistentVolumeClaim:
+		return readInto(o)(r.clientset.CoreV1().PersistentVolumeClaims(key.Namespace).Get(ctx, key.Name, get))
+	case *corev1.Namespace:
+		return readInto(o)(r.clientset.CoreV1().Namespaces().Get(ctx, key.Name, get))
+	case *appsv1.Deployment:
+		return readInto(o)(r.clientset.AppsV1().Deployments(key.Namespace).Get(ctx, key.Name, get))
+	}
+	return fmt.Errorf("no live read of %T", obj)
+}
+
+// readInto copies what a clientset's Get read into obj.
+func readInto[T any](obj *T) func(*T, error) error {
+	return func(read *T, err error) error {
+		if err == nil {
+			*obj = *read
+		}
+		return err
+	}
 }
 
 // setupTLS has every replica write a self-managed certificate into the
