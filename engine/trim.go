@@ -10,10 +10,11 @@ import (
 )
 
 // Trimming keeps of an object what the rules read and drops the rest. Of
-// a workload: its metadata but managed fields, its spec but the Pod
-// template's, and of that its labels and annotations, its volumes, and
-// each container's name, image, command, arguments, environment, mounts
-// and restart policy; of a StatefulSet's claim templates, their names. Of what the lookups return: names, labels, and the
+// a workload: its metadata but managed fields; of its spec the replicas,
+// a StatefulSet's Service name and its claim templates' names, a
+// Deployment's strategy, and the Pod template's labels and annotations,
+// its volumes, and each container's name, image, command, arguments,
+// environment, mounts and restart policy. Of what the lookups return: names, labels, and the
 // fields the rules read (a Service's type, cluster IP and selector; a
 // claim's access modes and phase; an HPA's target and replica bounds; a
 // Namespace's annotations). A trimmed workload gets the verdict of the
@@ -66,6 +67,7 @@ func TrimStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 	for i, c := range sts.Spec.VolumeClaimTemplates {
 		sts.Spec.VolumeClaimTemplates[i] = corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: c.Name}}
 	}
+	sts.Spec = appsv1.StatefulSetSpec{Replicas: sts.Spec.Replicas, ServiceName: sts.Spec.ServiceName, Template: sts.Spec.Template, VolumeClaimTemplates: sts.Spec.VolumeClaimTemplates}
 	return sts
 }
 
@@ -75,6 +77,7 @@ func TrimDeployment(dep *appsv1.Deployment) *appsv1.Deployment {
 	dep.Status = appsv1.DeploymentStatus{}
 	TrimPodTemplate(&dep.Spec.Template)
 	dep.Spec.Template.Labels = sameLabels(dep.Labels, dep.Spec.Template.Labels)
+	dep.Spec = appsv1.DeploymentSpec{Replicas: dep.Spec.Replicas, Strategy: dep.Spec.Strategy, Template: dep.Spec.Template}
 	return dep
 }
 

@@ -75,8 +75,9 @@ type judgedStatefulSet struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        judgedMeta `json:"metadata"`
 	Spec            struct {
-		appsv1.StatefulSetSpec
-		Template judgedPodTemplate `json:"template"`
+		Replicas    *int32            `json:"replicas"`
+		ServiceName string            `json:"serviceName"`
+		Template    judgedPodTemplate `json:"template"`
 		// Of the claim templates, the rules read the names: their
 		// specs' quantities are costly to decode.
 		VolumeClaimTemplates []struct {
@@ -88,8 +89,9 @@ type judgedStatefulSet struct {
 }
 
 func (j *judgedStatefulSet) object() *appsv1.StatefulSet {
-	sts := &appsv1.StatefulSet{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.StatefulSetSpec}
-	sts.Spec.Template = j.Spec.Template.podTemplate()
+	sts := &appsv1.StatefulSet{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: appsv1.StatefulSetSpec{
+		Replicas: j.Spec.Replicas, ServiceName: j.Spec.ServiceName, Template: j.Spec.Template.podTemplate(),
+	}}
 	if j.Spec.VolumeClaimTemplates != nil {
 		sts.Spec.VolumeClaimTemplates = make([]corev1.PersistentVolumeClaim, len(j.Spec.VolumeClaimTemplates))
 		for i, c := range j.Spec.VolumeClaimTemplates {
@@ -104,15 +106,16 @@ type judgedDeployment struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        judgedMeta `json:"metadata"`
 	Spec            struct {
-		appsv1.DeploymentSpec
-		Template judgedPodTemplate `json:"template"`
+		Replicas *int32                    `json:"replicas"`
+		Strategy appsv1.DeploymentStrategy `json:"strategy"`
+		Template judgedPodTemplate         `json:"template"`
 	} `json:"spec"`
 }
 
 func (j *judgedDeployment) object() *appsv1.Deployment {
-	dep := &appsv1.Deployment{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: j.Spec.DeploymentSpec}
-	dep.Spec.Template = j.Spec.Template.podTemplate()
-	return dep
+	return &appsv1.Deployment{TypeMeta: j.TypeMeta, ObjectMeta: j.Metadata.ObjectMeta, Spec: appsv1.DeploymentSpec{
+		Replicas: j.Spec.Replicas, Strategy: j.Spec.Strategy, Template: j.Spec.Template.podTemplate(),
+	}}
 }
 
 // defaultedStatefulSet decodes a StatefulSet for the defaulting, which

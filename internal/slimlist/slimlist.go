@@ -78,11 +78,13 @@ var (
 	podTemplate = only().
 			with(1, only(11, 12)).
 			with(2, only(1).with(2, container).with(20, container))
-	// Deployment and StatefulSet: metadata, spec with the template pruned
-	// (field 3 of both specs), no status; of a StatefulSet's claim
-	// templates (field 4), the names.
-	deployment  = only().with(1, workloadMeta).with(2, allBut().with(3, podTemplate))
-	statefulSet = only().with(1, workloadMeta).with(2, allBut().with(3, podTemplate).with(4, only().with(1, only(1))))
+	// Deployment: metadata; of the spec, replicas, the template pruned
+	// and the strategy (fields 1, 3, 4); no status.
+	deployment = only().with(1, workloadMeta).with(2, only(1, 4).with(3, podTemplate))
+	// StatefulSet: metadata; of the spec, replicas, the template pruned,
+	// the claim templates' names and the Service name (fields 1, 3, 4,
+	// 5); no status.
+	statefulSet = only().with(1, workloadMeta).with(2, only(1, 5).with(3, podTemplate).with(4, only().with(1, only(1))))
 	// Service: spec's selector, clusterIP and type.
 	service = only().with(1, lookupMeta).with(2, only(2, 3, 4))
 	// PersistentVolumeClaim: spec's accessModes; status's phase and
